@@ -1,0 +1,128 @@
+"""Settings for the notification service.
+
+Every value can be set from the environment; the defaults run a development
+instance with nothing else installed (SQLite in ``var/``, RabbitMQ on
+localhost), so ``./manage.py migrate`` works on a fresh clone.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-secret-key-change-me")
+DEBUG = env_bool("DEBUG", True)
+ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "zerver",
+    "workers.apps.WorkersConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "zerver.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "zerver.wsgi.application"
+
+# DATABASE_URL, e.g. mysql://root@127.0.0.1:3306/notifications; SQLite otherwise.
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'dev.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"charset": "utf8mb4", "init_command": "SET sql_mode='STRICT_TRANS_TABLES'"}
+    )
+    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# --- Queues -----------------------------------------------------------------
+# "rabbitmq" (the default) or "inline": with "inline", published events are
+# handed to their worker in the publishing process, so development needs no
+# broker (as Zulip does in development).
+QUEUE_BACKEND = os.environ.get("QUEUE_BACKEND", "rabbitmq")
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
+# How long a publisher keeps trying to reach a broker that went away, in total.
+RABBITMQ_RECONNECT_SECONDS = env_float("RABBITMQ_RECONNECT_SECONDS", 10.0)
+RABBITMQ_HEARTBEAT = env_int("RABBITMQ_HEARTBEAT", 60)
+# Retry backoff: attempt n waits base * 2**(n-1) seconds, never more than the cap.
+QUEUE_RETRY_BASE_SECONDS = env_float("QUEUE_RETRY_BASE_SECONDS", 1.0)
+QUEUE_RETRY_MAX_SECONDS = env_float("QUEUE_RETRY_MAX_SECONDS", 600.0)
+QUEUE_MAX_RETRIES = env_int("QUEUE_MAX_RETRIES", 5)
+
+# Zulip's sharding of the mobile queue: with N > 1 shards, events go to
+# missedmessage_mobile_notifications_shard1..N by user id.
+MOBILE_NOTIFICATIONS_SHARDS = env_int("MOBILE_NOTIFICATIONS_SHARDS", 1)
+# Queues split into shards, and how many. Tests add their own.
+SHARDED_QUEUES = {"missedmessage_mobile_notifications": MOBILE_NOTIFICATIONS_SHARDS}
+
+# Where the `test` queue's worker appends what it consumed (one JSON line per event).
+TEST_WORKER_OUTPUT = os.environ.get("TEST_WORKER_OUTPUT", str(BASE_DIR / "var" / "test_worker.jsonl"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"pika": {"level": "WARNING"}},
+}

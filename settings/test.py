@@ -1,0 +1,12 @@
+"""Settings for the test suite: MariaDB and RabbitMQ on this machine, short retry delays."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/notifications")
+
+from settings.base import *
+
+QUEUE_RETRY_BASE_SECONDS = 0.05
+QUEUE_RETRY_MAX_SECONDS = 0.4
+RABBITMQ_RECONNECT_SECONDS = 2.0
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,30 @@
+from collections.abc import Iterator
+
+import pytest
+
+from zerver.lib.queue import QueueClient, shard_queue_names
+
+
+@pytest.fixture
+def broker() -> Iterator[QueueClient]:
+    """A client on the real RabbitMQ, for publishing and looking into queues."""
+    client = QueueClient()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def test_queue(broker, settings, tmp_path) -> Iterator[str]:
+    """The ``test`` queue, emptied, with its worker writing to a fresh file.
+
+    Yields the path of that file.
+    """
+    settings.TEST_WORKER_OUTPUT = str(tmp_path / "consumed.jsonl")
+
+    def clean() -> None:
+        for name in {"test", *shard_queue_names("test")}:
+            broker.delete(name)
+
+    clean()
+    yield settings.TEST_WORKER_OUTPUT
+    clean()

@@ -1,0 +1,334 @@
+"""The queue-processing worker framework, after Zulip's ``zerver/worker/base.py``.
+
+A worker is a small class registered for a queue name::
+
+    @assign_queue("email_notifications")
+    class EmailWorker(QueueProcessingWorker):
+        def consume(self, event): ...
+
+``./manage.py process_queue --queue_name=email_notifications`` finds it in the
+registry and runs it. The failure policy lives here and only here:
+
+* :class:`RetryLater` (or a subclass) schedules the event again after an
+  exponential backoff, with its attempt count raised; after ``max_retries``
+  retries it is dead-lettered.
+* Any other exception, and a message that is not a JSON object, dead-letters
+  the event at once with the reason in its headers. The worker logs it and
+  goes on with the next event.
+* A batch is acknowledged only after each of its events was handled or
+  re-published (to a retry or the dead-letter queue) and the broker
+  confirmed that, so a crash at any point redelivers rather than loses.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ClassVar, TypeVar
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from workers import metrics
+from zerver.lib.queue import (
+    ATTEMPT_HEADER,
+    CONNECTION_ERRORS,
+    QueueClient,
+    QueueMessage,
+    dlq_name,
+    encode,
+    retry_delay,
+    retry_queue_name,
+    shard_count,
+    shard_queue_names,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):
+    """A transient failure: try this event again later.
+
+    ``delay`` asks for at least that many seconds (a provider's Retry-After).
+    ``event`` replaces the event for the retry, e.g. to retry only the devices
+    of a push that did not get it.
+    """
+
+    def __init__(self, reason: str = "", *, delay: float = 0.0, event: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.event = event
+
+
+class InvalidEvent(Exception):
+    """The event is well-formed JSON but not what the worker expects; never retried."""
+
+
+# --- The registry ------------------------------------------------------------------
+
+_workers: dict[str, type[QueueProcessingWorker]] = {}
+
+W = TypeVar("W", bound="type[QueueProcessingWorker]")
+
+
+def assign_queue(queue_name: str) -> Callable[[W], W]:
+    """Class decorator: ``queue_name`` is consumed by this worker class."""
+
+    def register(cls: W) -> W:
+        if queue_name in _workers:
+            raise ValueError(f"queue {queue_name!r} already has worker {_workers[queue_name].__name__}")
+        cls.queue_name = queue_name
+        _workers[queue_name] = cls
+        return cls
+
+    return register
+
+
+def registered_queues() -> list[str]:
+    """Every queue a worker process can be started for, shards spelled out."""
+    return [name for queue in sorted(_workers) for name in shard_queue_names(queue)]
+
+
+def base_queue_name(queue_name: str) -> str:
+    """``x_shard3`` -> ``x`` for a sharded queue; other names unchanged."""
+    base, sep, shard = queue_name.rpartition("_shard")
+    if sep and shard.isdigit() and base in _workers and 1 <= int(shard) <= shard_count(base):
+        return base
+    return queue_name
+
+
+def get_worker_class(queue_name: str) -> type[QueueProcessingWorker]:
+    try:
+        return _workers[base_queue_name(queue_name)]
+    except KeyError:
+        raise KeyError(f"no worker is registered for queue {queue_name!r}") from None
+
+
+def get_worker(queue_name: str, worker_num: int = 0) -> QueueProcessingWorker:
+    """A worker for ``queue_name``: a registered queue or one of its shards.
+
+    For a sharded queue named without its shard, ``worker_num`` picks the
+    shard (1-based), as Zulip's ``process_queue --worker_num`` does.
+    """
+    cls = get_worker_class(queue_name)
+    if queue_name == cls.queue_name and shard_count(queue_name) > 1:
+        if not 1 <= worker_num <= shard_count(queue_name):
+            raise ValueError(
+                f"{queue_name} has {shard_count(queue_name)} shards: name one "
+                f"({queue_name}_shardN) or pass --worker_num=N"
+            )
+        queue_name = f"{queue_name}_shard{worker_num}"
+    return cls(queue_name=queue_name, worker_num=worker_num)
+
+
+# --- The failure policy ------------------------------------------------------------
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+class QueueProcessingWorker:
+    """Consumes one event at a time with :meth:`consume`.
+
+    Deliveries still arrive and are acknowledged in batches of up to
+    ``batch_size``; a stop request is honoured between two events.
+    """
+
+    queue_name: ClassVar[str]
+    max_retries: int = settings.QUEUE_MAX_RETRIES
+    batch_size: int = 100
+    # Seconds a batch may wait to fill before it is handed over.
+    batch_wait: float = 0.1
+
+    def __init__(self, queue_name: str | None = None, worker_num: int = 0) -> None:
+        if queue_name is not None:
+            self.queue_name = queue_name  # type: ignore[misc]  # a shard of the class's queue
+        self.worker_num = worker_num
+        self.client: QueueClient | None = None
+        self._stop = threading.Event()
+        self.current: QueueMessage | None = None
+
+    # What subclasses write ---------------------------------------------------
+
+    def consume(self, event: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def consume_batch(self, messages: list[QueueMessage]) -> None:
+        """Handle a batch. Raise to fail all of it; :meth:`QueueMessage.fail` fails one."""
+        for message in messages:
+            if self._stop.is_set():
+                message.deferred = True  # left unacknowledged: the broker requeues it
+                continue
+            self.current = message
+            try:
+                assert message.event is not None
+                self.consume(message.event)
+            except Exception as e:
+                message.fail(e)
+            finally:
+                self.current = None
+
+    @property
+    def attempt(self) -> int:
+        """The attempt number of the event being consumed (1 on first delivery)."""
+        return self.current.attempt if self.current is not None else 1
+
+    # Running -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Finish the event or batch in hand, acknowledge it, and return from :meth:`start`."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self) -> None:
+        """Consume until :meth:`stop`, reconnecting with backoff whenever the broker goes away."""
+        logger.info("worker %s consuming %s", type(self).__name__, self.queue_name)
+        pause = 0.5
+        while not self._stop.is_set():
+            self.client = QueueClient()
+            try:
+                for batch in self.client.consume_batches(
+                    self.queue_name, self.batch_size, self._stop.is_set, self.batch_wait
+                ):
+                    self.process_batch(batch)
+                    pause = 0.5
+            except CONNECTION_ERRORS as e:
+                logger.warning("%s: broker connection lost (%r); reconnecting in %.1fs", self.queue_name, e, pause)
+                self._stop.wait(pause)
+                pause = min(pause * 2, 30.0)
+            finally:
+                self.client.close()
+        logger.info("worker %s on %s stopped", type(self).__name__, self.queue_name)
+
+    def process_batch(self, messages: list[QueueMessage]) -> None:
+        """Consume a batch, settle each message's outcome, and acknowledge it.
+
+        A connection error from here leaves the batch unacknowledged; the
+        broker redelivers it to the reconnected worker.
+        """
+        assert self.client is not None
+        metrics.consumed.labels(self.queue_name).inc(len(messages))
+        valid = [m for m in messages if m.malformed is None]
+        if valid:
+            close_old_connections()
+            try:
+                self.consume_batch(valid)
+            except Exception as e:
+                for message in valid:
+                    message.fail(message.failure or e)
+            finally:
+                close_old_connections()
+        # Acks are cumulative, so settle up to the first message a stop left unhandled.
+        cut = next((i for i, m in enumerate(messages) if m.deferred), len(messages))
+        settled = messages[:cut]
+        republish = self.settle(settled)
+        if republish:
+            self.client.publish_raw(republish)
+        if settled:
+            self.client.ack_through(settled[-1].delivery_tag)
+        metrics.last_event.labels(self.queue_name).set(time.time())
+
+    def settle(self, messages: list[QueueMessage]) -> list[tuple[str, bytes, dict[str, Any]]]:
+        """What to re-publish for failed messages: a retry, or a dead letter."""
+        out = []
+        for message in messages:
+            error = message.failure
+            if message.malformed is not None:
+                out.append(self.dead_letter(message, f"malformed event: {message.malformed}", None))
+            elif error is None:
+                metrics.succeeded.labels(self.queue_name).inc()
+            elif isinstance(error, RetryLater) and message.attempt <= self.max_retries:
+                delay = retry_delay(message.attempt, error.delay)
+                body = encode(error.event) if error.event is not None else message.body
+                headers = {**message.headers, ATTEMPT_HEADER: message.attempt + 1, "x-retry-reason": str(error)[:500]}
+                out.append((retry_queue_name(self.queue_name, delay), body, headers))
+                metrics.retried.labels(self.queue_name).inc()
+                logger.info(
+                    "%s: attempt %d failed (%s); retrying in %.2fs",
+                    self.queue_name,
+                    message.attempt,
+                    describe(error),
+                    delay,
+                )
+            elif isinstance(error, RetryLater):
+                reason = f"gave up after {message.attempt} attempts ({self.max_retries} retries): {error}"
+                out.append(self.dead_letter(message, reason, error))
+            else:
+                out.append(self.dead_letter(message, describe(error), error))
+        return out
+
+    def dead_letter(
+        self, message: QueueMessage, reason: str, error: BaseException | None
+    ) -> tuple[str, bytes, dict[str, Any]]:
+        metrics.dead_lettered.labels(self.queue_name).inc()
+        logger.error("%s: dead-lettering event (attempt %d): %s", self.queue_name, message.attempt, reason)
+        headers = {
+            **message.headers,
+            "x-dlq-reason": reason[:1000],
+            "x-dlq-exception": describe(error)[:1000] if error else "",
+            "x-dlq-traceback": "".join(traceback.format_exception(error))[-4000:] if error else "",
+            "x-dlq-attempts": message.attempt,
+            "x-dlq-queue": self.queue_name,
+            "x-dlq-failed-at": datetime.now(UTC).isoformat(),
+        }
+        return (dlq_name(self.queue_name), message.body, headers)
+
+
+class LoopQueueProcessingWorker(QueueProcessingWorker):
+    """Consumes a whole batch at once with :meth:`consume_batch`: one round trip per batch."""
+
+    def consume_batch(self, messages: list[QueueMessage]) -> None:
+        raise NotImplementedError
+
+
+# --- Development without a broker --------------------------------------------------
+
+inline_dead_letters: list[dict[str, Any]] = []
+_inline_workers: dict[str, QueueProcessingWorker] = {}
+
+
+def run_inline(queue_name: str, event: dict[str, Any]) -> None:
+    """``QUEUE_BACKEND=inline``: consume ``event`` now, in this process.
+
+    The same policy applies, without the waiting: a RetryLater is retried at
+    once up to ``max_retries`` times; a dead letter is logged and kept in
+    ``inline_dead_letters``.
+    """
+    worker = _inline_workers.get(queue_name)
+    if worker is None:
+        worker = _inline_workers[queue_name] = get_worker_class(queue_name)()
+    attempt = 1
+    while True:
+        message = QueueMessage(queue_name, encode(event), {ATTEMPT_HEADER: attempt}, 0, event=event)
+        worker.consume_batch([message])
+        error = message.failure
+        if error is None:
+            return
+        if isinstance(error, RetryLater) and attempt <= worker.max_retries:
+            attempt += 1
+            event = error.event if error.event is not None else event
+            continue
+        logger.error("%s: dead-lettering event (attempt %d): %s", queue_name, attempt, describe(error))
+        inline_dead_letters.append({"queue": queue_name, "event": event, "reason": describe(error)})
+        return
+
+
+def install_signal_handlers(workers: list[QueueProcessingWorker]) -> None:
+    """SIGTERM and SIGINT ask every worker to finish its batch and stop."""
+
+    def handler(signum: int, frame: Any) -> None:
+        logger.info("signal %d: stopping after the current batch", signum)
+        for worker in workers:
+            worker.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ZerverConfig(AppConfig):
+    name = "zerver"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,429 @@
+"""The queue client: the only module in the service that speaks AMQP.
+
+Publishers call :func:`queue_json_publish` (or :func:`queue_json_publish_many`);
+the worker framework in ``workers/base.py`` consumes through :class:`QueueClient`.
+
+Topology, declared idempotently by both sides for every queue ``q``:
+
+* ``q``: the durable main queue.
+* ``q.retry.<N>ms``: one delay queue per backoff step. Each has a fixed
+  ``x-message-ttl`` and dead-letters expired messages back into ``q``. A queue
+  per step (rather than a per-message expiration on one queue) keeps messages
+  from waiting behind a longer delay at the head of the queue, and naming the
+  queue by its delay means a change of the backoff settings declares new
+  queues instead of clashing with the arguments of the old ones.
+* ``q.dlq``: dead letters, each carrying why it died in its headers.
+
+Publishing uses an AMQP transaction per call: ``tx.commit-ok`` arrives only
+once the broker holds every message of the call, so a publish returns only
+when the broker has the message, and a batch costs one round trip instead
+of one confirm per message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pika
+import pika.exceptions
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+# The queues the service's own workers consume.
+MOBILE_NOTIFICATIONS_QUEUE = "missedmessage_mobile_notifications"
+EMAIL_NOTIFICATIONS_QUEUE = "email_notifications"
+SMS_NOTIFICATIONS_QUEUE = "sms_notifications"
+
+DLQ_SUFFIX = ".dlq"
+ATTEMPT_HEADER = "x-attempt"
+
+# Errors after which the connection is gone and a new one may succeed.
+CONNECTION_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ChannelWrongStateError,
+    pika.exceptions.StreamLostError,
+    ConnectionError,
+    OSError,
+)
+
+T = TypeVar("T")
+
+
+class QueueUnavailable(Exception):
+    """The broker could not be reached within ``RABBITMQ_RECONNECT_SECONDS``."""
+
+
+# --- Names and routing ---------------------------------------------------------
+
+
+def dlq_name(queue_name: str) -> str:
+    return queue_name + DLQ_SUFFIX
+
+
+def retry_delays() -> list[float]:
+    """The backoff steps in seconds: base, 2*base, 4*base, ... and the cap."""
+    base = settings.QUEUE_RETRY_BASE_SECONDS
+    cap = settings.QUEUE_RETRY_MAX_SECONDS
+    delays: list[float] = []
+    delay = base
+    while delay < cap:
+        delays.append(delay)
+        delay *= 2
+    delays.append(cap)
+    return delays
+
+
+def retry_delay(attempt: int, at_least: float = 0.0) -> float:
+    """The delay before retrying after failed attempt number ``attempt`` (1-based).
+
+    Exponential in the attempt, raised to ``at_least`` (a provider's
+    Retry-After), rounded up to the next declared step and never beyond the cap.
+    """
+    wanted = max(settings.QUEUE_RETRY_BASE_SECONDS * 2 ** (attempt - 1), at_least)
+    return next((d for d in retry_delays() if d >= wanted), settings.QUEUE_RETRY_MAX_SECONDS)
+
+
+def retry_queue_name(queue_name: str, delay: float) -> str:
+    return f"{queue_name}.retry.{round(delay * 1000)}ms"
+
+
+def topology_owner(queue: str) -> str:
+    """The main queue whose topology includes ``queue`` (a main, retry or dead-letter queue)."""
+    if queue.endswith(DLQ_SUFFIX):
+        return queue.removesuffix(DLQ_SUFFIX)
+    main, sep, delay = queue.rpartition(".retry.")
+    if sep and delay.endswith("ms") and delay[:-2].isdigit():
+        return main
+    return queue
+
+
+def shard_count(queue_name: str) -> int:
+    return max(1, int(settings.SHARDED_QUEUES.get(queue_name, 1)))
+
+
+def shard_queue_names(queue_name: str) -> list[str]:
+    """Every queue that ``queue_name`` stands for: itself, or its shards."""
+    shards = shard_count(queue_name)
+    if shards == 1:
+        return [queue_name]
+    return [f"{queue_name}_shard{n}" for n in range(1, shards + 1)]
+
+
+def route(queue_name: str, event: dict[str, Any]) -> str:
+    """The queue an event published to ``queue_name`` really goes to.
+
+    A sharded queue routes by ``user_id``, so one user's events stay in order
+    on one shard (shard = user_id % shards + 1, as Zulip does).
+    """
+    shards = shard_count(queue_name)
+    if shards == 1:
+        return queue_name
+    return f"{queue_name}_shard{int(event['user_id']) % shards + 1}"
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+# --- What a consumer receives --------------------------------------------------
+
+
+@dataclass
+class QueueMessage:
+    """One delivery from a queue, as the worker framework sees it.
+
+    ``event`` is the decoded JSON object, or None when the body is not one
+    (``malformed`` then says why). A batch worker marks a message that failed
+    on its own with :meth:`fail`; the framework settles it by the failure policy.
+    """
+
+    queue_name: str
+    body: bytes
+    headers: dict[str, Any]
+    delivery_tag: int
+    redelivered: bool = False
+    event: dict[str, Any] | None = None
+    malformed: str | None = None
+    failure: BaseException | None = field(default=None, repr=False)
+    # Set by a worker that stopped before reaching this message: it is not acknowledged.
+    deferred: bool = False
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first delivery, n+1 after n scheduled retries."""
+        return int(self.headers.get(ATTEMPT_HEADER, 1))
+
+    def fail(self, error: BaseException) -> None:
+        self.failure = error
+
+    @classmethod
+    def decode(
+        cls, queue_name: str, body: bytes, headers: dict[str, Any] | None, delivery_tag: int, redelivered: bool
+    ) -> QueueMessage:
+        message = cls(queue_name, body, dict(headers or {}), delivery_tag, redelivered)
+        try:
+            event = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            message.malformed = f"body is not valid JSON: {e}"
+            return message
+        if not isinstance(event, dict):
+            message.malformed = f"body is JSON {type(event).__name__}, not an object"
+            return message
+        message.event = event
+        return message
+
+
+# --- The client ------------------------------------------------------------------
+
+
+class QueueClient:
+    """A connection to RabbitMQ with a publishing channel and, on demand, a consuming one.
+
+    Not thread-safe (neither is pika): publishers get one per thread through
+    :func:`get_queue_client`, and each worker owns one.
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or settings.RABBITMQ_URL
+        self.connection: pika.BlockingConnection | None = None
+        self._publish_channel: Any = None
+        self._consume_channel: Any = None
+        self._declared: set[str] = set()
+        self._returned: list[tuple[str, bytes, dict[str, Any]]] = []
+
+    # Connection ----------------------------------------------------------------
+
+    def _connect(self) -> pika.BlockingConnection:
+        if self.connection is None or not self.connection.is_open:
+            params = pika.URLParameters(self.url)
+            params.heartbeat = settings.RABBITMQ_HEARTBEAT
+            params.blocked_connection_timeout = 30
+            params.connection_attempts = 1
+            params.socket_timeout = 5
+            self.connection = pika.BlockingConnection(params)
+            self._publish_channel = self._consume_channel = None
+            self._declared.clear()
+        return self.connection
+
+    @property
+    def publish_channel(self) -> Any:
+        if self._publish_channel is None or not self._publish_channel.is_open:
+            self._publish_channel = self._connect().channel()
+            self._publish_channel.tx_select()
+            self._publish_channel.add_on_return_callback(self._on_return)
+        return self._publish_channel
+
+    def _on_return(self, channel: Any, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
+        self._returned.append((method.routing_key, body, properties.headers or {}))
+
+    @property
+    def consume_channel(self) -> Any:
+        if self._consume_channel is None or not self._consume_channel.is_open:
+            self._consume_channel = self._connect().channel()
+        return self._consume_channel
+
+    def close(self) -> None:
+        if self.connection is not None and self.connection.is_open:
+            try:
+                self.connection.close()
+            except CONNECTION_ERRORS:
+                pass
+        self.connection = None
+        self._publish_channel = self._consume_channel = None
+        self._declared.clear()
+
+    def with_reconnect(self, operation: Callable[[], T], deadline_seconds: float | None = None) -> T:
+        """Run ``operation``, reconnecting with exponential backoff if the connection drops.
+
+        Gives up with :class:`QueueUnavailable` after ``RABBITMQ_RECONNECT_SECONDS``.
+        ``operation`` must be safe to repeat: publishing is, because an
+        uncommitted transaction dies with its connection.
+        """
+        if deadline_seconds is None:
+            deadline_seconds = settings.RABBITMQ_RECONNECT_SECONDS
+        deadline = time.monotonic() + deadline_seconds
+        pause = 0.05
+        while True:
+            try:
+                return operation()
+            except CONNECTION_ERRORS as e:
+                self.close()
+                if time.monotonic() + pause > deadline:
+                    raise QueueUnavailable(f"RabbitMQ unreachable: {e!r}") from e
+                logger.warning("RabbitMQ connection lost (%r); reconnecting in %.2fs", e, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    # Topology ------------------------------------------------------------------
+
+    def declare(self, queue_name: str) -> None:
+        """Declare ``queue_name``'s main, retry and dead-letter queues (idempotent)."""
+        if queue_name in self._declared:
+            return
+        channel = self.publish_channel
+        channel.queue_declare(queue_name, durable=True)
+        channel.queue_declare(dlq_name(queue_name), durable=True)
+        for delay in retry_delays():
+            channel.queue_declare(
+                retry_queue_name(queue_name, delay),
+                durable=True,
+                arguments={
+                    "x-message-ttl": round(delay * 1000),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": queue_name,
+                },
+            )
+        self._declared.add(queue_name)
+
+    def delete(self, queue_name: str) -> None:
+        """Delete a queue with its retry and dead-letter queues (tests, tear-down)."""
+        channel = self.publish_channel
+        for name in [queue_name, dlq_name(queue_name)] + [retry_queue_name(queue_name, d) for d in retry_delays()]:
+            channel.queue_delete(name)
+        self._declared.discard(queue_name)
+
+    def message_count(self, queue_name: str) -> int:
+        """Messages ready in a queue (not those delivered and awaiting an ack)."""
+        return self.publish_channel.queue_declare(queue_name, passive=True).method.message_count
+
+    # Publishing ----------------------------------------------------------------
+
+    def publish_raw(self, messages: list[tuple[str, bytes, dict[str, Any]]]) -> None:
+        """Publish ``(queue, body, headers)`` triples durably, in one transaction.
+
+        ``queue`` is a main, retry or dead-letter queue, the routing key on the
+        default exchange. Messages are mandatory: one the broker returns because
+        its queue is gone (deleted behind this client's back) is published again
+        after declaring the topology anew, so nothing is dropped silently.
+        """
+        returned = self._publish_in_transaction(messages)
+        if returned:
+            for name in {topology_owner(queue) for queue, _, _ in returned}:
+                self._declared.discard(name)
+                self.declare(name)
+            if self._publish_in_transaction(returned):
+                raise QueueUnavailable(f"broker cannot route to {sorted({q for q, _, _ in returned})}")
+
+    def _publish_in_transaction(
+        self, messages: list[tuple[str, bytes, dict[str, Any]]]
+    ) -> list[tuple[str, bytes, dict[str, Any]]]:
+        channel = self.publish_channel
+        returned = self._returned = []
+        now = int(time.time())
+        for routing_key, body, headers in messages:
+            channel.basic_publish(
+                exchange="",
+                routing_key=routing_key,
+                body=body,
+                properties=pika.BasicProperties(
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                    content_type="application/json",
+                    headers=headers or None,
+                    timestamp=now,
+                ),
+                mandatory=True,
+            )
+        channel.tx_commit()
+        # Basic.Return frames precede Tx.CommitOk; this hands them to the callback.
+        self._connect().process_data_events(time_limit=0)
+        return returned
+
+    def publish(self, queue_name: str, events: Iterable[dict[str, Any]]) -> None:
+        """Publish events to ``queue_name`` (routed to shards), returning once the broker has them all."""
+        batch = [(route(queue_name, event), encode(event), {}) for event in events]
+
+        def attempt() -> None:
+            for name in {name for name, _, _ in batch}:
+                self.declare(name)
+            self.publish_raw(batch)
+
+        self.with_reconnect(attempt)
+
+    # Consuming -----------------------------------------------------------------
+
+    def consume_batches(
+        self,
+        queue_name: str,
+        batch_size: int,
+        should_stop: Callable[[], bool],
+        max_wait: float = 0.1,
+    ) -> Iterator[list[QueueMessage]]:
+        """Yield batches of up to ``batch_size`` deliveries until ``should_stop()``.
+
+        A batch is handed over when it is full, when no new message came for
+        ``max_wait`` seconds, or when its first message has waited that long.
+        The broker sends at most ``batch_size`` unacknowledged messages
+        (prefetch), so the caller must :meth:`ack_through` each batch before
+        the next can fill. Connection errors propagate: the caller reconnects.
+        """
+        self.declare(queue_name)
+        channel = self.consume_channel
+        channel.basic_qos(prefetch_count=batch_size)
+        batch: list[QueueMessage] = []
+        first_at = 0.0
+        try:
+            for method, properties, body in channel.consume(queue_name, inactivity_timeout=max_wait / 2):
+                if method is not None:
+                    if not batch:
+                        first_at = time.monotonic()
+                    batch.append(
+                        QueueMessage.decode(
+                            queue_name, body, properties.headers, method.delivery_tag, method.redelivered
+                        )
+                    )
+                if batch and (len(batch) >= batch_size or method is None or time.monotonic() - first_at >= max_wait):
+                    yield batch
+                    batch = []
+                if not batch and should_stop():
+                    break
+        finally:
+            if self._consume_channel is not None and self._consume_channel.is_open:
+                # Messages prefetched but not handed over go back to the queue.
+                self._consume_channel.cancel()
+
+    def ack_through(self, delivery_tag: int) -> None:
+        """Acknowledge every delivery on the consuming channel up to ``delivery_tag``."""
+        self.consume_channel.basic_ack(delivery_tag=delivery_tag, multiple=True)
+
+
+# --- The publishing API ------------------------------------------------------------
+
+_local = threading.local()
+
+
+def get_queue_client() -> QueueClient:
+    """This thread's publishing client (pika connections are not thread-safe)."""
+    client = getattr(_local, "client", None)
+    if client is None:
+        client = _local.client = QueueClient()
+    return client
+
+
+def queue_json_publish(queue_name: str, event: dict[str, Any]) -> None:
+    """Publish one event; returns once the broker holds it durably.
+
+    With ``QUEUE_BACKEND=inline`` the event is handed to its worker in this
+    process instead. Raises :class:`QueueUnavailable` when the broker stays
+    unreachable.
+    """
+    queue_json_publish_many(queue_name, [event])
+
+
+def queue_json_publish_many(queue_name: str, events: list[dict[str, Any]]) -> None:
+    """Publish many events in one broker round trip (the fast path for bulk work)."""
+    if not events:
+        return
+    if settings.QUEUE_BACKEND == "inline":
+        from workers.base import run_inline
+
+        for event in events:
+            run_inline(queue_name, event)
+        return
+    get_queue_client().publish(queue_name, events)

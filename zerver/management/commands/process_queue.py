@@ -1,0 +1,72 @@
+"""Run queue workers: ``./manage.py process_queue --queue_name=NAME``.
+
+One process per queue (and per shard) in production, kept up by supervisord
+or systemd; ``--all`` runs every queue in one process for development.
+SIGTERM or SIGINT: finish the batch in hand, acknowledge it, exit 0.
+"""
+
+import threading
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from workers.base import (
+    QueueProcessingWorker,
+    get_worker,
+    install_signal_handlers,
+    registered_queues,
+)
+
+
+class Command(BaseCommand):
+    help = "Consume events from RabbitMQ queues with their registered workers."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--queue_name",
+            metavar="NAME",
+            help="the queue to consume: a registered queue or one of its shards (NAME_shardN)",
+        )
+        parser.add_argument(
+            "--worker_num",
+            type=int,
+            default=0,
+            metavar="N",
+            help="this process's number among the queue's workers; for a sharded queue named "
+            "without its shard, the shard to consume (1-based)",
+        )
+        parser.add_argument(
+            "--all", action="store_true", help="consume every registered queue, one thread each (development)"
+        )
+        parser.add_argument("--list", action="store_true", help="print the registered queues and exit")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["list"]:
+            for name in registered_queues():
+                self.stdout.write(name)
+            return
+        if options["all"]:
+            workers = [get_worker(name) for name in registered_queues()]
+        elif options["queue_name"]:
+            try:
+                workers = [get_worker(options["queue_name"], options["worker_num"])]
+            except (KeyError, ValueError) as e:
+                raise CommandError(e.args[0]) from None
+        else:
+            raise CommandError("name a queue with --queue_name, or use --all or --list")
+        install_signal_handlers(workers)
+        run(workers)
+
+
+def run(workers: list[QueueProcessingWorker]) -> None:
+    """Run the workers until each has stopped; the main thread keeps receiving signals."""
+    if len(workers) == 1:
+        workers[0].start()
+        return
+    threads = [threading.Thread(target=w.start, name=w.queue_name, daemon=True) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
