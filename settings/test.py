@@ -10,3 +10,10 @@ QUEUE_RETRY_BASE_SECONDS = 0.05
 QUEUE_RETRY_MAX_SECONDS = 0.4
 RABBITMQ_RECONNECT_SECONDS = 2.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Two checkouts testing at once must not share a test database.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":  # noqa: F405
+    import hashlib
+
+    _checkout = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:6]  # noqa: F405, S324
+    DATABASES["default"]["TEST"]["NAME"] = f"test_{DATABASES['default']['NAME']}_{_checkout}"  # noqa: F405

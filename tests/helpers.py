@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from workers.base import QueueProcessingWorker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,12 +55,22 @@ def running(*workers: QueueProcessingWorker) -> Iterator[None]:
             assert not thread.is_alive(), "worker did not stop"
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process of a test: this test's broker and database."""
+    db = settings.DATABASES["default"]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "settings.test", "RABBITMQ_URL": settings.RABBITMQ_URL}
+    if db["ENGINE"] == "django.db.backends.mysql":
+        # pytest-django has renamed NAME to the test database by now.
+        env["DATABASE_URL"] = f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return {**env, **extra}
+
+
 def start_worker_process(queue_name: str, env: dict[str, str]) -> subprocess.Popen:
     """``./manage.py process_queue`` in a child process, as supervisord would start it."""
     return subprocess.Popen(
         [sys.executable, "manage.py", "process_queue", f"--queue_name={queue_name}"],
         cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "settings.test", **env},
+        env=child_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
