@@ -233,6 +233,13 @@ class QueueProcessingWorker:
         republish = self.settle(settled)
         if republish:
             self.client.publish_raw(republish)
+        for message in settled:
+            if message.dead_letter_reason is not None:
+                try:
+                    self.dead_lettered(message, message.dead_letter_reason)
+                except Exception:
+                    # The event is safe in the DLQ; a failed follow-up must not redeliver it.
+                    logger.exception("%s: dead_lettered hook failed", self.queue_name)
         if settled:
             self.client.ack_through(settled[-1].delivery_tag)
         metrics.last_event.labels(self.queue_name).set(time.time())
@@ -266,9 +273,13 @@ class QueueProcessingWorker:
                 out.append(self.dead_letter(message, describe(error), error))
         return out
 
+    def dead_lettered(self, message: QueueMessage, reason: str) -> None:
+        """Called once a message is safely in the dead-letter queue: e.g. mark its notification failed."""
+
     def dead_letter(
         self, message: QueueMessage, reason: str, error: BaseException | None
     ) -> tuple[str, bytes, dict[str, Any]]:
+        message.dead_letter_reason = reason
         metrics.dead_lettered.labels(self.queue_name).inc()
         logger.error("%s: dead-lettering event (attempt %d): %s", self.queue_name, message.attempt, reason)
         headers = {
@@ -319,6 +330,7 @@ def run_inline(queue_name: str, event: dict[str, Any]) -> None:
             continue
         logger.error("%s: dead-lettering event (attempt %d): %s", queue_name, attempt, describe(error))
         inline_dead_letters.append({"queue": queue_name, "event": event, "reason": describe(error)})
+        worker.dead_lettered(message, describe(error))
         return
 
 

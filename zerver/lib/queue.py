@@ -26,6 +26,7 @@ import json
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -120,12 +121,15 @@ def route(queue_name: str, event: dict[str, Any]) -> str:
     """The queue an event published to ``queue_name`` really goes to.
 
     A sharded queue routes by ``user_id``, so one user's events stay in order
-    on one shard (shard = user_id % shards + 1, as Zulip does).
+    on one shard (shard = user_id % shards + 1, as Zulip does; a user id that
+    is not a number, such as a UUID, is reduced to one by CRC-32).
     """
     shards = shard_count(queue_name)
     if shards == 1:
         return queue_name
-    return f"{queue_name}_shard{int(event['user_id']) % shards + 1}"
+    user_id = event["user_id"]
+    number = int(user_id) if isinstance(user_id, int) or str(user_id).isdigit() else zlib.crc32(str(user_id).encode())
+    return f"{queue_name}_shard{number % shards + 1}"
 
 
 def encode(event: dict[str, Any]) -> bytes:
@@ -154,6 +158,8 @@ class QueueMessage:
     failure: BaseException | None = field(default=None, repr=False)
     # Set by a worker that stopped before reaching this message: it is not acknowledged.
     deferred: bool = False
+    # Set once the framework has decided to dead-letter the message, to why.
+    dead_letter_reason: str | None = None
 
     @property
     def attempt(self) -> int:
@@ -335,7 +341,9 @@ class QueueClient:
         self._connect().process_data_events(time_limit=0)
         return returned
 
-    def publish(self, queue_name: str, events: Iterable[dict[str, Any]]) -> None:
+    def publish(
+        self, queue_name: str, events: Iterable[dict[str, Any]], reconnect_seconds: float | None = None
+    ) -> None:
         """Publish events to ``queue_name`` (routed to shards), returning once the broker has them all."""
         batch = [(route(queue_name, event), encode(event), {}) for event in events]
 
@@ -344,7 +352,7 @@ class QueueClient:
                 self.declare(name)
             self.publish_raw(batch)
 
-        self.with_reconnect(attempt)
+        self.with_reconnect(attempt, reconnect_seconds)
 
     # Consuming -----------------------------------------------------------------
 
@@ -416,8 +424,14 @@ def queue_json_publish(queue_name: str, event: dict[str, Any]) -> None:
     queue_json_publish_many(queue_name, [event])
 
 
-def queue_json_publish_many(queue_name: str, events: list[dict[str, Any]]) -> None:
-    """Publish many events in one broker round trip (the fast path for bulk work)."""
+def queue_json_publish_many(
+    queue_name: str, events: list[dict[str, Any]], reconnect_seconds: float | None = None
+) -> None:
+    """Publish many events in one broker round trip (the fast path for bulk work).
+
+    ``reconnect_seconds`` bounds how long to keep trying a broker that is
+    down (default ``RABBITMQ_RECONNECT_SECONDS``).
+    """
     if not events:
         return
     if settings.QUEUE_BACKEND == "inline":
@@ -426,4 +440,4 @@ def queue_json_publish_many(queue_name: str, events: list[dict[str, Any]]) -> No
         for event in events:
             run_inline(queue_name, event)
         return
-    get_queue_client().publish(queue_name, events)
+    get_queue_client().publish(queue_name, events, reconnect_seconds)

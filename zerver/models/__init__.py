@@ -1,0 +1,23 @@
+from zerver.models.clients import ApiClient
+from zerver.models.notifications import (
+    Attempt,
+    IllegalTransition,
+    Notification,
+    NotificationType,
+    Status,
+    Template,
+)
+from zerver.models.outbox import OutboxEvent
+from zerver.models.users import UserSettings
+
+__all__ = [
+    "ApiClient",
+    "Attempt",
+    "IllegalTransition",
+    "Notification",
+    "NotificationType",
+    "OutboxEvent",
+    "Status",
+    "Template",
+    "UserSettings",
+]

@@ -1,0 +1,129 @@
+"""Notifications, their delivery attempts, and the templates they are rendered from."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+from zerver.models.clients import ApiClient
+
+
+class NotificationType(models.TextChoices):
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+
+
+class Status(models.TextChoices):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    RETRYING = "retrying"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# The one table of legal status changes: to-status -> the statuses it may come from.
+# `processing` may follow itself: a worker that died mid-delivery leaves it so,
+# and the redelivered event must be able to claim it again.
+TRANSITIONS: dict[str, set[str]] = {
+    Status.PROCESSING: {Status.PENDING, Status.RETRYING, Status.PROCESSING},
+    Status.RETRYING: {Status.PROCESSING},
+    Status.SENT: {Status.PROCESSING},
+    Status.FAILED: {Status.PENDING, Status.PROCESSING, Status.RETRYING},
+    Status.CANCELLED: {Status.PENDING, Status.RETRYING},
+    Status.PENDING: {Status.FAILED},  # an operator's "retry"
+}
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+class Template(models.Model):
+    """A named Django template for a notification's subject and bodies.
+
+    Templates may also live on disk under ``templates/notifications/<name>/``
+    (``subject.txt``, ``body.txt``, ``body.html``); one in the database wins.
+    """
+
+    name = models.SlugField(max_length=100, unique=True)
+    subject = models.CharField(max_length=255, blank=True)
+    text = models.TextField(help_text="Django template for the text body (e-mail, SMS, push)")
+    html = models.TextField(blank=True, help_text="Optional Django template for an HTML e-mail body")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Notification(models.Model):
+    """One notification to one recipient over one channel."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="notifications")
+    type = models.CharField(max_length=8, choices=NotificationType.choices)
+    recipient = models.CharField(max_length=254, help_text="e-mail address, E.164 phone number or user id")
+    subject = models.CharField(max_length=255, blank=True)
+    content = models.JSONField(help_text="text, or for push an object with title, body, data, ...")
+    html = models.TextField(blank=True)
+    template = models.CharField(max_length=100, blank=True)
+    variables = models.JSONField(default=dict, blank=True)
+    # NULL, not "": many notifications without a key must pass the unique constraint.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    error = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="channel facts, e.g. SMS segments")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "idempotency_key"], name="unique_idempotency_key_per_client")
+        ]
+        indexes = [models.Index(fields=["type", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id} ({self.status})"
+
+    def transition(self, to: str, **fields: Any) -> bool:
+        """Move to status ``to`` if the current status allows it, atomically.
+
+        The UPDATE is conditional on the status, so two workers racing over
+        one notification cannot both win, and a delivered notification is
+        never claimed again. Returns whether it moved; ``fields`` are saved
+        with it. Refreshes this instance either way.
+        """
+        if to not in TRANSITIONS:
+            raise IllegalTransition(f"no transition to {to!r}")
+        fields = {"status": to, "updated_at": timezone.now(), **fields}
+        if to == Status.SENT:
+            fields.setdefault("sent_at", timezone.now())
+        moved = Notification.objects.filter(pk=self.pk, status__in=TRANSITIONS[to]).update(**fields)
+        self.refresh_from_db()
+        return bool(moved)
+
+
+class Attempt(models.Model):
+    """One try at delivering a notification, whatever came of it."""
+
+    class Outcome(models.TextChoices):
+        SENT = "sent"
+        RETRY = "retry"
+        FAILED = "failed"
+        TOKEN_EXPIRED = "token_expired"  # noqa: S105 (not a secret)
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="attempts")
+    at = models.DateTimeField(default=timezone.now)
+    provider = models.CharField(max_length=32)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.outcome} at {self.at:%Y-%m-%d %H:%M:%S}"
