@@ -6,6 +6,7 @@ import re
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.helpers import ROOT
 from zerver.lib.deployment import DeploymentConfig, default_queues, render, worker_names
 
 QUEUES = ["missedmessage_mobile_notifications", "email_notifications", "sms_notifications", "test"]
@@ -143,3 +144,16 @@ def test_command_prints_to_stdout_and_warns_about_unregistered_queues(capsys):
     assert out == f"{MOBILE}_shard1\n{MOBILE}_shard2\ntest\n"
     if MOBILE not in default_queues():
         assert f"no worker is registered for queue '{MOBILE}'" in err
+
+
+def test_docker_compose_runs_one_service_per_rendered_worker():
+    """Read as text: PyYAML is not a dependency, and the file keeps one service per line block."""
+    compose = (ROOT / "docker-compose.yml").read_text()
+    shards = int(re.search(r'MOBILE_NOTIFICATIONS_SHARDS: "(\d+)"', compose).group(1))
+    services = re.findall(r"^  worker-(\S+):\n    <<: \*worker\n    command: \[(.*)\]$", compose, re.M)
+    expected = worker_names([MOBILE, "email_notifications", "sms_notifications"], shards)
+    assert [name for name, _ in services] == expected
+    for name, command in services:
+        assert command == f'"python", "manage.py", "process_queue", "--queue_name={name}"'
+    assert "stop_signal: SIGTERM" in compose
+    assert "stop_grace_period: 60s" in compose
