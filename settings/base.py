@@ -5,6 +5,8 @@ instance with nothing else installed (SQLite in ``var/``, RabbitMQ on
 localhost), so ``./manage.py migrate`` works on a fresh clone.
 """
 
+import base64
+import hashlib
 import os
 from pathlib import Path
 
@@ -40,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "zerver",
+    "bouncer",
     "workers.apps.WorkersConfig",
 ]
 
@@ -149,3 +152,23 @@ SMS_ACCOUNT_SID = os.environ.get("SMS_ACCOUNT_SID", "")
 SMS_AUTH_TOKEN = os.environ.get("SMS_AUTH_TOKEN", "")
 SMS_FROM_NUMBER = os.environ.get("SMS_FROM_NUMBER", "")
 SMS_TIMEOUT = env_float("SMS_TIMEOUT", 10.0)
+
+# --- Push ---------------------------------------------------------------------
+# Fernet keys for push tokens at rest, newest first, comma-separated
+# (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`).
+# Development derives one from SECRET_KEY; production must set both.
+_dev_key = hashlib.sha256(f"push-tokens:{SECRET_KEY}".encode()).digest()
+PUSH_TOKEN_KEYS = [
+    k.strip()
+    for k in os.environ.get("PUSH_TOKEN_KEYS", base64.urlsafe_b64encode(_dev_key).decode()).split(",")
+    if k.strip()
+]
+PUSH_TOKEN_HASH_KEY = os.environ.get("PUSH_TOKEN_HASH_KEY", f"push-token-hash:{SECRET_KEY}")
+
+# The push bouncer. Without PUSH_BOUNCER_URL the bouncer runs in this process
+# ("local bouncer") with the provider credentials below; with it, this server
+# sends through a remote bouncer as PUSH_BOUNCER_SERVER_UUID / _API_KEY.
+PUSH_BOUNCER_URL = os.environ.get("PUSH_BOUNCER_URL", "")
+PUSH_BOUNCER_SERVER_UUID = os.environ.get("PUSH_BOUNCER_SERVER_UUID", "")
+PUSH_BOUNCER_API_KEY = os.environ.get("PUSH_BOUNCER_API_KEY", "")
+PUSH_BOUNCER_TIMEOUT = env_float("PUSH_BOUNCER_TIMEOUT", 30.0)

@@ -7,4 +7,4 @@ class WorkersConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing a worker module registers its queues (@assign_queue).
-        from workers import email, fan_out, sms, test_workers  # noqa: F401
+        from workers import email, fan_out, push_notifications, sms, test_workers  # noqa: F401

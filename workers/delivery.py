@@ -72,9 +72,14 @@ class NotificationDeliveryWorker(LoopQueueProcessingWorker):
         record(notification, self.provider, None)
 
     def dead_lettered(self, message: QueueMessage, reason: str) -> None:
-        notification_id = parse_id(message.event)
-        if notification_id is not None:
-            give_up(notification_id, reason)
+        give_up_on_event(message, reason)
+
+
+def give_up_on_event(message: QueueMessage, reason: str) -> None:
+    """A dead-lettered delivery event: its notification, if it names one, has failed."""
+    notification_id = parse_id(message.event)
+    if notification_id is not None:
+        give_up(notification_id, reason)
 
 
 def parse_id(event: dict[str, Any] | None) -> uuid.UUID | None:

@@ -1,12 +1,15 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
-from zerver.views import messages, notifications
+from zerver.views import devices, messages, notifications
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("bouncer.urls")),
     path("api/v1/notifications/send", notifications.send),
     path("api/v1/notifications/<str:notification_id>/status", notifications.status),
     path("api/v1/messages", messages.new_message),
+    path("api/v1/devices", devices.devices),
+    path("api/v1/devices/<int:device_id>", devices.device),
     path("api/v1/users/<str:user_id>/settings", messages.user_settings),
 ]

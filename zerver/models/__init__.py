@@ -1,4 +1,5 @@
 from zerver.models.clients import ApiClient
+from zerver.models.devices import Platform, PushDevice
 from zerver.models.notifications import (
     Attempt,
     IllegalTransition,
@@ -17,6 +18,8 @@ __all__ = [
     "Notification",
     "NotificationType",
     "OutboxEvent",
+    "Platform",
+    "PushDevice",
     "Status",
     "Template",
     "UserSettings",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from zerver.models.clients import ApiClient
@@ -105,6 +105,28 @@ class Notification(models.Model):
         moved = Notification.objects.filter(pk=self.pk, status__in=TRANSITIONS[to]).update(**fields)
         self.refresh_from_db()
         return bool(moved)
+
+    @staticmethod
+    def bulk_transition(ids: list[Any], to: str, **fields: Any) -> list[Any]:
+        """:meth:`transition` for many at once; returns the ids that moved.
+
+        The rows are locked while they are checked, so the answer is exact
+        even with other workers at the same notifications.
+        """
+        if to not in TRANSITIONS:
+            raise IllegalTransition(f"no transition to {to!r}")
+        fields = {"status": to, "updated_at": timezone.now(), **fields}
+        if to == Status.SENT:
+            fields.setdefault("sent_at", timezone.now())
+        with transaction.atomic():
+            movable = list(
+                Notification.objects.select_for_update()
+                .filter(pk__in=ids, status__in=TRANSITIONS[to])
+                .values_list("pk", flat=True)
+            )
+            if movable:
+                Notification.objects.filter(pk__in=movable).update(**fields)
+        return movable
 
 
 class Attempt(models.Model):

@@ -1,0 +1,102 @@
+"""The bouncer's work, the same whether it is called over HTTP or in-process.
+
+:func:`notify` takes a batch of notifications for a server's users, finds
+every active device of those users in one query, hands each provider its
+share at the same time, and answers per device: delivered, expired, retry
+or failed. Dead tokens are expired here and reported so the server expires
+its own copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.utils import timezone
+from zerver.lib.push.backends import backend_for
+
+from bouncer.models import RemotePushDevice, RemoteServer
+from zerver.lib.push.common import DELIVERED, EXPIRED, PushMessage, PushResult
+from zerver.lib.push.tokens import mask
+
+logger = logging.getLogger(__name__)
+
+_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="push-provider")
+
+
+def register_device(
+    server: RemoteServer, *, device_id: str, user_id: str, platform: str, app_id: str, token: str
+) -> None:
+    """Register (or update) a server's device; registering twice is harmless."""
+    device = RemotePushDevice.objects.filter(server=server, device_id=device_id).first()
+    device = device or RemotePushDevice(server=server, device_id=device_id)
+    device.user_id, device.platform, device.app_id, device.expired_at = user_id, platform, app_id, None
+    device.token = token
+    device.save()
+    logger.info("bouncer: %s registered %s device %s (%s)", server.hostname, platform, device_id, mask(token))
+
+
+def unregister_device(server: RemoteServer, device_id: str) -> bool:
+    deleted, _ = RemotePushDevice.objects.filter(server=server, device_id=device_id).delete()
+    return bool(deleted)
+
+
+def notify(server: RemoteServer, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Send a batch. Each item: ``id``, ``user_id``, ``payload`` and optionally ``device_ids``
+    (only those devices: a retry of the ones that failed). Returns, per item,
+    ``{"id", "devices": [{"device_id", "platform", "outcome", "error", "retry_after"}]}``.
+    """
+    user_ids = {str(item["user_id"]) for item in items}
+    devices_of: dict[str, list[RemotePushDevice]] = defaultdict(list)
+    for device in RemotePushDevice.objects.filter(server=server, user_id__in=user_ids):
+        devices_of[device.user_id].append(device)
+
+    answers: list[dict[str, Any]] = []
+    by_platform: dict[str, list[tuple[dict[str, Any], RemotePushDevice, PushMessage]]] = defaultdict(list)
+    expired_before: list[RemotePushDevice] = []
+    for item in items:
+        answer: dict[str, Any] = {"id": item["id"], "devices": []}
+        answers.append(answer)
+        only = set(map(str, item["device_ids"])) if item.get("device_ids") else None
+        for device in devices_of[str(item["user_id"])]:
+            if only is not None and device.device_id not in only:
+                continue
+            if device.expired_at is not None:
+                # Found dead since the server last heard (a late receipt): tell it now.
+                answer["devices"].append(_answer(device, PushResult(EXPIRED, "token expired earlier")))
+                expired_before.append(device)
+                continue
+            message = PushMessage(device.device_id, device.token, device.app_id, item["payload"])
+            by_platform[device.platform].append((answer, device, message))
+
+    futures = {
+        platform: _pool.submit(backend_for(platform).send, [m for _, _, m in entries])
+        for platform, entries in by_platform.items()
+    }
+    delivered, expired = [], []
+    for platform, future in futures.items():
+        for (answer, device, _), result in zip(by_platform[platform], future.result(), strict=True):
+            answer["devices"].append(_answer(device, result))
+            if result.outcome == DELIVERED:
+                delivered.append(device.pk)
+            elif result.outcome == EXPIRED:
+                expired.append(device.pk)
+    if delivered:
+        RemotePushDevice.objects.filter(pk__in=delivered).update(last_used_at=timezone.now())
+    # Reported in this answer, so the server expires its copy: the bouncer's can go.
+    gone = expired + [d.pk for d in expired_before]
+    if gone:
+        RemotePushDevice.objects.filter(pk__in=gone).delete()
+    return answers
+
+
+def _answer(device: RemotePushDevice, result: PushResult) -> dict[str, Any]:
+    return {
+        "device_id": device.device_id,
+        "platform": device.platform,
+        "outcome": result.outcome,
+        "error": result.error,
+        "retry_after": result.retry_after,
+    }

@@ -1,0 +1,88 @@
+"""The bouncer's HTTP API for remote servers (HTTP basic auth: server uuid, API key)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from bouncer import service
+from bouncer.models import RemoteServer
+from zerver.lib.api import ApiError, json_body
+from zerver.models.devices import Platform, token_error
+
+Handler = Callable[[RemoteServer, dict[str, Any]], dict[str, Any]]
+
+
+def server_view(handler: Handler) -> Callable[[HttpRequest], HttpResponse]:
+    """The HTTP face of a handler; the local bouncer calls the handler itself."""
+
+    @csrf_exempt
+    @wraps(handler)
+    def view(request: HttpRequest) -> HttpResponse:
+        try:
+            if request.method != "POST":
+                raise ApiError(405, "use POST")
+            server = authenticate_server(request)
+            return JsonResponse(handler(server, json_body(request)))
+        except ApiError as e:
+            return e.response()
+
+    return view
+
+
+def authenticate_server(request: HttpRequest) -> RemoteServer:
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    try:
+        server_uuid, _, api_key = base64.b64decode(credentials).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        server_uuid = api_key = ""
+    server = RemoteServer.authenticate(server_uuid, api_key) if scheme.lower() == "basic" else None
+    if server is None:
+        raise ApiError(401, "unknown server or wrong API key")
+    return server
+
+
+def require(body: dict[str, Any], *fields: str) -> None:
+    errors = {f: "is required" for f in fields if not isinstance(body.get(f), (str, int)) or body.get(f) == ""}
+    if errors:
+        raise ApiError(400, "invalid request", errors)
+
+
+def register(server: RemoteServer, body: dict[str, Any]) -> dict[str, Any]:
+    require(body, "device_id", "user_id", "platform", "app_id", "token")
+    if body["platform"] not in Platform.values:
+        raise ApiError(400, "invalid request", {"platform": f"must be one of {', '.join(Platform.values)}"})
+    if error := token_error(body["platform"], str(body["token"])):
+        raise ApiError(400, "invalid request", {"token": error})
+    service.register_device(
+        server,
+        device_id=str(body["device_id"]),
+        user_id=str(body["user_id"]),
+        platform=body["platform"],
+        app_id=str(body["app_id"]),
+        token=str(body["token"]),
+    )
+    return {"result": "registered"}
+
+
+def unregister(server: RemoteServer, body: dict[str, Any]) -> dict[str, Any]:
+    require(body, "device_id")
+    return {"result": "unregistered" if service.unregister_device(server, str(body["device_id"])) else "unknown"}
+
+
+def notify(server: RemoteServer, body: dict[str, Any]) -> dict[str, Any]:
+    items = body.get("notifications")
+    if not isinstance(items, list) or not all(
+        isinstance(i, dict) and "id" in i and "user_id" in i and isinstance(i.get("payload"), dict) for i in items
+    ):
+        raise ApiError(400, "invalid request", {"notifications": "a list of {id, user_id, payload[, device_ids]}"})
+    return {"results": service.notify(server, items)}
+
+
+HANDLERS: dict[str, Handler] = {"register": register, "unregister": unregister, "notify": notify}

@@ -1,0 +1,207 @@
+"""The push worker, after Zulip's PushNotificationsWorker, on ``missedmessage_mobile_notifications``.
+
+Events (one queue, sharded by user id so a user's events stay in order):
+
+* ``{"notification_id", "user_id"[, "device_ids"]}``: deliver a stored push
+  notification to the user's devices (``device_ids``: only those, on a retry);
+* ``{"type": "remove", "user_id", "message_ids"}``: withdraw notifications
+  already shown, by a data push;
+* ``{"type": "register_push_device_to_bouncer" | "unregister_push_device_from_bouncer",
+  "user_id", "device_id"}``.
+
+A batch makes one call to the bouncer for all its sends and removes; the
+answer, per device, decides each notification's fate.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from workers.base import InvalidEvent, LoopQueueProcessingWorker, RetryLater, assign_queue
+from workers.delivery import give_up_on_event
+from zerver.lib.push.bouncer_client import PushNotificationBouncerError, send_to_push_bouncer
+from zerver.lib.push.common import DELIVERED, EXPIRED, FAILED, RETRY
+from zerver.lib.queue import MOBILE_NOTIFICATIONS_QUEUE, QueueMessage
+from zerver.models import Attempt, Notification, PushDevice, Status
+
+logger = logging.getLogger(__name__)
+
+OUTCOME_TO_ATTEMPT = {
+    DELIVERED: Attempt.Outcome.SENT,
+    EXPIRED: Attempt.Outcome.TOKEN_EXPIRED,
+    RETRY: Attempt.Outcome.RETRY,
+    FAILED: Attempt.Outcome.FAILED,
+}
+DEVICE_EVENTS = {"register_push_device_to_bouncer", "unregister_push_device_from_bouncer"}
+
+
+class PushFailed(Exception):
+    """Every device refused the notification for good: dead-lettered with the reasons."""
+
+
+def push_payload(notification: Notification) -> dict[str, Any]:
+    """The provider-neutral payload of a stored push notification."""
+    content = notification.content
+    payload = dict(content) if isinstance(content, dict) else {"body": str(content)}
+    if notification.subject and "title" not in payload:
+        payload["title"] = notification.subject
+    payload["data"] = {**payload.get("data", {}), "notification_id": str(notification.pk)}
+    return payload
+
+
+@assign_queue(MOBILE_NOTIFICATIONS_QUEUE)
+class PushNotificationsWorker(LoopQueueProcessingWorker):
+    def consume_batch(self, messages: list[QueueMessage]) -> None:
+        sends: dict[str, QueueMessage] = {}
+        removes: list[QueueMessage] = []
+        for message in messages:
+            event = message.event or {}
+            kind = event.get("type", "send")
+            if "user_id" not in event:
+                message.fail(InvalidEvent("push event has no 'user_id'"))
+            elif kind in DEVICE_EVENTS:
+                self.handle_device_event(message)
+            elif kind == "remove":
+                if not isinstance(event.get("message_ids"), list):
+                    message.fail(InvalidEvent("remove event needs a list 'message_ids'"))
+                else:
+                    removes.append(message)
+            elif kind == "send":
+                try:
+                    sends[str(uuid.UUID(str(event["notification_id"])))] = message
+                except (KeyError, ValueError):
+                    message.fail(InvalidEvent("send event has no valid 'notification_id'"))
+            else:
+                message.fail(InvalidEvent(f"unknown push event type {kind!r}"))
+        self.send(sends, removes)
+
+    # Devices ---------------------------------------------------------------------
+
+    def handle_device_event(self, message: QueueMessage) -> None:
+        event = message.event or {}
+        device = PushDevice.objects.filter(pk=event.get("device_id")).first()
+        try:
+            if event["type"] == "unregister_push_device_from_bouncer":
+                send_to_push_bouncer("unregister", {"device_id": str(event.get("device_id"))})
+            elif device is None or not device.is_active:
+                logger.info("push: device %s is gone; not registered with the bouncer", event.get("device_id"))
+            else:
+                send_to_push_bouncer(
+                    "register",
+                    {
+                        "device_id": str(device.pk),
+                        "user_id": device.user_id,
+                        "platform": device.platform,
+                        "app_id": device.app_id,
+                        "token": device.token,
+                    },
+                )
+        except (RetryLater, PushNotificationBouncerError) as e:
+            message.fail(e)
+
+    # Sending ---------------------------------------------------------------------
+
+    def send(self, sends: dict[str, QueueMessage], removes: list[QueueMessage]) -> None:
+        claimed = Notification.bulk_transition(list(sends), Status.PROCESSING)
+        for notification_id in set(sends) - {str(pk) for pk in claimed}:
+            logger.info("push: notification %s is done already or unknown; skipped", notification_id)
+        notifications = Notification.objects.in_bulk(claimed)
+        items = [
+            {
+                "id": str(pk),
+                "user_id": sends[str(pk)].event["user_id"],
+                "payload": push_payload(notification),
+                "device_ids": sends[str(pk)].event.get("device_ids"),
+            }
+            for pk, notification in notifications.items()
+        ]
+        items += [
+            {"id": f"remove:{i}", "user_id": m.event["user_id"], "payload": {"remove": m.event["message_ids"]}}
+            for i, m in enumerate(removes)
+        ]
+        if not items:
+            return
+        try:
+            answer = send_to_push_bouncer("notify", {"notifications": items})
+        except (RetryLater, PushNotificationBouncerError) as e:
+            self.record_bouncer_failure(list(notifications.values()), e)
+            for message in [sends[str(pk)] for pk in notifications] + removes:
+                message.fail(e)
+            return
+        results = {result["id"]: result["devices"] for result in answer["results"]}
+        for i, message in enumerate(removes):
+            retry = [d for d in results.get(f"remove:{i}", []) if d["outcome"] == RETRY]
+            if retry:
+                message.fail(RetryLater(retry[0]["error"], delay=max(d["retry_after"] for d in retry)))
+        self.record(notifications, sends, results)
+
+    def record_bouncer_failure(self, notifications: list[Notification], error: Exception) -> None:
+        transient = isinstance(error, RetryLater)
+        outcome = Attempt.Outcome.RETRY if transient else Attempt.Outcome.FAILED
+        Attempt.objects.bulk_create(
+            [Attempt(notification=n, provider="bouncer", outcome=outcome, error=str(error)) for n in notifications]
+        )
+        Notification.bulk_transition(
+            [n.pk for n in notifications], Status.RETRYING if transient else Status.FAILED, error=str(error)
+        )
+
+    def record(
+        self,
+        notifications: dict[Any, Notification],
+        sends: dict[str, QueueMessage],
+        results: dict[str, list[dict[str, Any]]],
+    ) -> None:
+        """Save every device's attempt, expire dead tokens, and settle each notification."""
+        attempts, expired = [], []
+        moves: dict[str, list[Any]] = defaultdict(list)
+        errors: dict[Any, str] = {}
+        for pk, notification in notifications.items():
+            devices = results.get(str(pk), [])
+            message = sends[str(pk)]
+            for device in devices:
+                attempts.append(
+                    Attempt(
+                        notification=notification,
+                        provider=device["platform"],
+                        outcome=OUTCOME_TO_ATTEMPT[device["outcome"]],
+                        error=device["error"],
+                    )
+                )
+                if device["outcome"] == EXPIRED:
+                    expired.append(device["device_id"])
+            by_outcome = defaultdict(list)
+            for device in devices:
+                by_outcome[device["outcome"]].append(device)
+            if by_outcome[RETRY]:
+                moves[Status.RETRYING].append(pk)
+                reason = "; ".join(f"{d['platform']}: {d['error']}" for d in by_outcome[RETRY])
+                retry_event = {**message.event, "device_ids": [d["device_id"] for d in by_outcome[RETRY]]}
+                delay = max(d["retry_after"] for d in by_outcome[RETRY])
+                message.fail(RetryLater(reason, delay=delay, event=retry_event))
+                errors[pk] = reason
+            elif by_outcome[DELIVERED]:
+                moves[Status.SENT].append(pk)
+            else:
+                reason = "; ".join(f"{d['platform']}: {d['error']}" for d in devices) or "the user has no active device"
+                moves[Status.FAILED].append(pk)
+                errors[pk] = reason
+                if by_outcome[FAILED]:
+                    message.fail(PushFailed(reason))
+        now = timezone.now()
+        with transaction.atomic():
+            Attempt.objects.bulk_create(attempts)
+            if expired:
+                PushDevice.objects.filter(pk__in=expired, expired_at__isnull=True).update(expired_at=now)
+            Notification.bulk_transition(moves[Status.SENT], Status.SENT, error="")
+            for status in (Status.RETRYING, Status.FAILED):
+                for pk in moves[status]:
+                    Notification(pk=pk).transition(status, error=errors[pk][:2000])
+
+    def dead_lettered(self, message: QueueMessage, reason: str) -> None:
+        give_up_on_event(message, reason)
