@@ -135,17 +135,21 @@ class Controller:
             self.rules = [r for r in self.rules if r.id != rule_id]
             return len(self.rules) < before
 
-    def decide(self, key: str | None, *, specific_only: bool = False) -> Decision:
+    def decide(self, key: str | None, *, specific_only: bool = False, only: str | None = None) -> Decision:
         """Apply the rules to one request for ``key`` (a token or recipient).
 
         Delays of every matching rule add up; the first rule that fires with
         an error or status decides the answer. ``specific_only`` considers only
-        rules naming ``key`` (SMTP refuses recipients one by one).
+        rules naming ``key`` (SMTP refuses recipients one by one). ``only="error"``
+        or ``only="status"`` considers only rules naming an error, or the others
+        (Expo answers a whole batch by HTTP status but each message by error).
         """
         decision = Decision()
         with self._lock:
             for rule in self.rules:
                 if rule.spent:
+                    continue
+                if (only == "error" and rule.error is None) or (only == "status" and rule.error is not None):
                     continue
                 if rule.match is None:
                     if specific_only:
