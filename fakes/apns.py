@@ -59,8 +59,18 @@ MAX_PAYLOAD = 4096
 MAX_CONCURRENT_STREAMS = 1000
 TOKEN_RE = re.compile(r"[0-9a-fA-F]{64}")
 PATH_RE = re.compile(r"/3/device/([^/?]*)")
-PUSH_TYPES = {"alert", "background", "location", "voip", "complication", "fileprovider", "mdm", "liveactivity",
-              "pushtotalk", "widgets"}  # fmt: skip
+PUSH_TYPES = {
+    "alert",
+    "background",
+    "location",
+    "voip",
+    "complication",
+    "fileprovider",
+    "mdm",
+    "liveactivity",
+    "pushtotalk",
+    "widgets",
+}
 PROVIDER_TOKEN_MAX_AGE = 3600
 
 # Apple's reasons and their HTTP statuses.
@@ -97,9 +107,17 @@ REASONS = {
     "Shutdown": 503,
 }
 # The reason a rule with only a status answers.
-REASON_FOR_STATUS = {400: "BadDeviceToken", 403: "Forbidden", 404: "BadPath", 405: "MethodNotAllowed",
-                     410: "Unregistered", 413: "PayloadTooLarge", 429: "TooManyRequests",
-                     500: "InternalServerError", 503: "ServiceUnavailable"}  # fmt: skip
+REASON_FOR_STATUS = {
+    400: "BadDeviceToken",
+    403: "Forbidden",
+    404: "BadPath",
+    405: "MethodNotAllowed",
+    410: "Unregistered",
+    413: "PayloadTooLarge",
+    429: "TooManyRequests",
+    500: "InternalServerError",
+    503: "ServiceUnavailable",
+}
 
 
 def point_aioapns_at(client: Any, host: str, port: int) -> None:
