@@ -25,6 +25,13 @@ on one app's service, which leaves other apps and the module alone::
 Note firebase-admin's own retries (urllib3, ``DEFAULT_RETRY_CONFIG``): 500
 and 503 are retried 4 times with backoff 0, 1, 2, 4 s, or after Retry-After
 when the answer has one; a 429 with Retry-After is retried the same way.
+
+Not hermetic, and not the fake's doing: google-auth (2.4x) follows each token
+refresh of a ``googleapis.com``-universe service account with a background
+"Regional Access Boundary" lookup at ``iamcredentials.googleapis.com``. Offline
+it fails at DNS, is logged as a urllib3 warning and cools down; nothing waits
+on it. google-auth offers no switch for it short of another ``universe_domain``,
+which would also replace the OAuth grant by self-signed JWTs.
 """
 
 from __future__ import annotations
