@@ -158,6 +158,7 @@ class ApnsFake(Fake):
         self.auth_key = generate_auth_key()
         self._public_keys = {self.key_id: serialization.load_pem_private_key(self.auth_key.encode(), None).public_key()}
         self.strict_keys = strict_keys
+        self._verified_tokens: dict[str, float] = {}  # authorization header -> its iat
         self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="fake-apns-")
         self.directory = Path(directory or self._tmp.name)  # type: ignore[union-attr]
         self.tls: TlsFiles = generate_tls_files(self.directory, self.topic)
@@ -217,9 +218,25 @@ class ApnsFake(Fake):
     # The checks --------------------------------------------------------------------
 
     def check_provider_token(self, authorization: str | None, has_client_cert: bool) -> str | None:
-        """The reason to refuse the request's provider authentication, or None."""
+        """The reason to refuse the request's provider authentication, or None.
+
+        Clients reuse one token for up to an hour, so a verified one is
+        remembered (by its text) and only its age is checked again.
+        """
         if authorization is None:
             return None if has_client_cert else "MissingProviderToken"
+        known = self._verified_tokens.get(authorization)
+        if known is not None:
+            return "ExpiredProviderToken" if known < time.time() - PROVIDER_TOKEN_MAX_AGE else None
+        reason = self._check_jwt(authorization)
+        if reason is None:
+            if len(self._verified_tokens) >= 1000:
+                self._verified_tokens.clear()
+            iat = jwt.decode(authorization.partition(" ")[2], options={"verify_signature": False})["iat"]
+            self._verified_tokens[authorization] = float(iat)
+        return reason
+
+    def _check_jwt(self, authorization: str) -> str | None:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return "InvalidProviderToken"

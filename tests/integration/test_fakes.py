@@ -498,3 +498,17 @@ def test_manage_py_fakes_prints_env_and_stops_on_sigterm(tmp_path):
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=15)
     assert process.returncode == 0, err
+
+
+def test_control_api_refuses_bad_rules_deletes_and_resets(fakes):
+    control = fakes.sms.control_url + "/_fake"
+    assert requests.post(f"{control}/rules", json={"code": 500}, timeout=5).status_code == 400
+    (rule,) = requests.post(f"{control}/rules", json=[{"status": 500, "match": "+15005550009"}], timeout=5).json()
+    assert [r["id"] for r in requests.get(f"{control}/rules", timeout=5).json()] == [rule["id"]]
+    fakes.sms.control.record("message", "+15005550009", "ok")
+
+    assert requests.delete(f"{control}/rules/{rule['id']}", timeout=5).json() == {"deleted": True}
+    assert requests.delete(f"{control}/rules/{rule['id']}", timeout=5).status_code == 404
+    assert requests.get(f"{control}/received", params={"key": "+15005550009"}, timeout=5).json()[0]["outcome"] == "ok"
+    assert requests.post(f"{control}/reset", timeout=5).status_code == 200
+    assert requests.get(f"{control}/stats", timeout=5).json()["counts"] == {}
