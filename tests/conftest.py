@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings as django_settings
 
+from fakes.runner import Fakes, start_fakes
 from zerver.lib.queue import QueueClient, shard_queue_names
 
 
@@ -59,3 +60,23 @@ def test_queue(broker, settings, tmp_path) -> Iterator[str]:
     clean()
     yield settings.TEST_WORKER_OUTPUT
     clean()
+
+
+@pytest.fixture(scope="session")
+def fakes() -> Iterator[Fakes]:
+    """The provider fakes (APNs, FCM, Expo, SMTP, SMS), started once in this process on free ports."""
+    running = start_fakes()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_fakes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test that uses the fakes starts with no rules, records or counters."""
+    if "fakes" not in request.fixturenames:
+        yield
+        return
+    running = request.getfixturevalue("fakes")
+    running.reset()
+    yield
+    running.reset()
