@@ -83,3 +83,14 @@ class RemotePushDevice(models.Model):
     def token(self, value: str) -> None:
         self.token_ciphertext = tokens.encrypt(value)
         self.token_hash = tokens.token_hash(value)
+
+
+class ExpoTicket(models.Model):
+    """An Expo push ticket whose receipt is still to be read (it may say DeviceNotRegistered)."""
+
+    device = models.ForeignKey(RemotePushDevice, on_delete=models.CASCADE, related_name="expo_tickets")
+    ticket_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return self.ticket_id

@@ -14,10 +14,11 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
-from zerver.lib.push.backends import backend_for
 
-from bouncer.models import RemotePushDevice, RemoteServer
+from bouncer.models import ExpoTicket, RemotePushDevice, RemoteServer
+from zerver.lib.push.backends import backend_for
 from zerver.lib.push.common import DELIVERED, EXPIRED, PushMessage, PushResult
 from zerver.lib.push.tokens import mask
 
@@ -75,16 +76,19 @@ def notify(server: RemoteServer, items: list[dict[str, Any]]) -> list[dict[str, 
         platform: _pool.submit(backend_for(platform).send, [m for _, _, m in entries])
         for platform, entries in by_platform.items()
     }
-    delivered, expired = [], []
+    delivered, expired, tickets = [], [], []
     for platform, future in futures.items():
         for (answer, device, _), result in zip(by_platform[platform], future.result(), strict=True):
             answer["devices"].append(_answer(device, result))
             if result.outcome == DELIVERED:
                 delivered.append(device.pk)
+                if result.extra.get("ticket_id"):
+                    tickets.append(ExpoTicket(device=device, ticket_id=result.extra["ticket_id"]))
             elif result.outcome == EXPIRED:
                 expired.append(device.pk)
     if delivered:
         RemotePushDevice.objects.filter(pk__in=delivered).update(last_used_at=timezone.now())
+    ExpoTicket.objects.bulk_create(tickets)
     # Reported in this answer, so the server expires its copy: the bouncer's can go.
     gone = expired + [d.pk for d in expired_before]
     if gone:
@@ -100,3 +104,29 @@ def _answer(device: RemotePushDevice, result: PushResult) -> dict[str, Any]:
         "error": result.error,
         "retry_after": result.retry_after,
     }
+
+
+def check_expo_receipts(min_age_seconds: float | None = None, limit: int = 10_000) -> int:
+    """Read the receipts of Expo tickets old enough to have one; expire devices Expo calls unregistered.
+
+    Returns how many devices were expired. The servers hear of it on their
+    next push to those users (the device answers "expired"). Tickets whose
+    receipt is not ready yet are kept for the next round.
+    """
+    from datetime import timedelta
+
+    from zerver.lib.push.backends import backend_for
+
+    age = settings.EXPO_RECEIPT_DELAY_SECONDS if min_age_seconds is None else min_age_seconds
+    due = list(ExpoTicket.objects.filter(created_at__lte=timezone.now() - timedelta(seconds=age))[:limit])
+    if not due:
+        return 0
+    receipts = backend_for("expo").get_receipts([t.ticket_id for t in due])
+    dead = {
+        t.device_id
+        for t in due
+        if (receipts.get(t.ticket_id) or {}).get("details", {}).get("error") == "DeviceNotRegistered"
+    }
+    RemotePushDevice.objects.filter(pk__in=dead, expired_at__isnull=True).update(expired_at=timezone.now())
+    ExpoTicket.objects.filter(pk__in=[t.pk for t in due if t.ticket_id in receipts]).delete()
+    return len(dead)

@@ -9,7 +9,7 @@ a ``To`` that is not E.164, 21602/21603/21604 for missing fields. Rules name an
 error by its Twilio code (``error="21610"``: unsubscribed recipient) or by
 status (429 answers 20429 with Retry-After, 500 answers 20500).
 
-The client setting is a base URL (``SMS_URL``) plus ``SMS_ACCOUNT_SID`` and
+The client setting is a base URL (``SMS_API_URL``) plus ``SMS_ACCOUNT_SID`` and
 ``SMS_AUTH_TOKEN``.
 """
 
@@ -91,7 +91,12 @@ class SmsFake(HttpFake):
         self.auth_token = secrets.token_hex(16)
 
     def env(self) -> dict[str, str]:
-        return {"SMS_URL": self.url, "SMS_ACCOUNT_SID": self.account_sid, "SMS_AUTH_TOKEN": self.auth_token}
+        return {
+            "SMS_BACKEND": "twilio",
+            "SMS_API_URL": self.url,
+            "SMS_ACCOUNT_SID": self.account_sid,
+            "SMS_AUTH_TOKEN": self.auth_token,
+        }
 
     @property
     def messages_url(self) -> str:

@@ -142,4 +142,9 @@ class SmtpFake(Fake):
             self._control_runner = None
 
     def env(self) -> dict[str, str]:
-        return {"SMTP_HOST": self.host, "SMTP_PORT": str(self.port), "SMTP_CONTROL_URL": self.control_url}
+        return {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": self.host,
+            "EMAIL_PORT": str(self.port),
+            "SMTP_CONTROL_URL": self.control_url,
+        }

@@ -172,3 +172,24 @@ PUSH_BOUNCER_URL = os.environ.get("PUSH_BOUNCER_URL", "")
 PUSH_BOUNCER_SERVER_UUID = os.environ.get("PUSH_BOUNCER_SERVER_UUID", "")
 PUSH_BOUNCER_API_KEY = os.environ.get("PUSH_BOUNCER_API_KEY", "")
 PUSH_BOUNCER_TIMEOUT = env_float("PUSH_BOUNCER_TIMEOUT", 30.0)
+
+# Push providers. Endpoints are settings so development and tests can use the
+# fakes (`./manage.py fakes` prints these variables for them).
+APNS_HOST = os.environ.get("APNS_HOST", "")  # empty: Apple's (sandbox with APNS_USE_SANDBOX)
+APNS_PORT = env_int("APNS_PORT", 443)
+APNS_USE_SANDBOX = env_bool("APNS_USE_SANDBOX", False)
+APNS_CA_FILE = os.environ.get("APNS_CA_FILE", "")  # extra CA to trust (the fake's)
+APNS_AUTH_KEY_FILE = os.environ.get("APNS_AUTH_KEY_FILE", "")  # token auth: the .p8 key
+APNS_KEY_ID = os.environ.get("APNS_KEY_ID", "")
+APNS_TEAM_ID = os.environ.get("APNS_TEAM_ID", "")
+APNS_CLIENT_CERT = os.environ.get("APNS_CLIENT_CERT", "")  # certificate auth: PEM with cert and key
+APNS_TOPIC = os.environ.get("APNS_TOPIC", "")  # default topic; a device's app_id wins
+APNS_CONCURRENCY = env_int("APNS_CONCURRENCY", 500)  # requests in flight per worker process
+FCM_SERVICE_ACCOUNT_FILE = os.environ.get("FCM_SERVICE_ACCOUNT_FILE", "")
+FCM_URL = os.environ.get("FCM_URL", "")  # empty: Google's
+FCM_POOL_SIZE = env_int("FCM_POOL_SIZE", 64)
+EXPO_URL = os.environ.get("EXPO_URL", "https://exp.host")
+EXPO_ACCESS_TOKEN = os.environ.get("EXPO_ACCESS_TOKEN", "")
+# Expo asks to check receipts some minutes after sending; tickets wait this long.
+EXPO_RECEIPT_DELAY_SECONDS = env_float("EXPO_RECEIPT_DELAY_SECONDS", 900.0)
+PUSH_PROVIDER_TIMEOUT = env_float("PUSH_PROVIDER_TIMEOUT", 15.0)

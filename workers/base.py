@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from workers import metrics
 from zerver.lib.queue import (
@@ -207,6 +207,7 @@ class QueueProcessingWorker:
                 pause = min(pause * 2, 30.0)
             finally:
                 self.client.close()
+        connections.close_all()
         logger.info("worker %s on %s stopped", type(self).__name__, self.queue_name)
 
     def process_batch(self, messages: list[QueueMessage]) -> None:

@@ -490,7 +490,7 @@ def test_manage_py_fakes_prints_env_and_stops_on_sigterm(tmp_path):
     try:
         lines = [process.stdout.readline() for _ in range(20)]
         env = dict(line.strip().split("=", 1) for line in lines if "=" in line)
-        assert {"APNS_HOST", "APNS_PORT", "FCM_URL", "EXPO_URL", "SMTP_HOST", "SMTP_PORT", "SMS_URL"} <= set(env)
+        assert {"APNS_HOST", "APNS_PORT", "FCM_URL", "EXPO_URL", "EMAIL_HOST", "EMAIL_PORT", "SMS_API_URL"} <= set(env)
         assert env_file.read_text().splitlines()[: len(env)] == [f"{k}={v}" for k, v in env.items()]
         response = requests.post(env["EXPO_URL"] + EXPO_SEND, json=[{"to": expo_token(1)}], timeout=5)
         assert response.json()["data"][0]["status"] == "ok"

@@ -197,7 +197,8 @@ class QueueClient:
     """
 
     def __init__(self, url: str | None = None) -> None:
-        self.url = url or settings.RABBITMQ_URL
+        # None: RABBITMQ_URL as it is at each (re)connection.
+        self.url = url
         self.connection: pika.BlockingConnection | None = None
         self._publish_channel: Any = None
         self._consume_channel: Any = None
@@ -208,7 +209,7 @@ class QueueClient:
 
     def _connect(self) -> pika.BlockingConnection:
         if self.connection is None or not self.connection.is_open:
-            params = pika.URLParameters(self.url)
+            params = pika.URLParameters(self.url or settings.RABBITMQ_URL)
             params.heartbeat = settings.RABBITMQ_HEARTBEAT
             params.blocked_connection_timeout = 30
             params.connection_attempts = 1

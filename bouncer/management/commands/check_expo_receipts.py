@@ -1,0 +1,24 @@
+"""``./manage.py check_expo_receipts [--loop SECONDS]``: catch tokens Expo found dead after accepting a push."""
+
+import time
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from bouncer.service import check_expo_receipts
+
+
+class Command(BaseCommand):
+    help = "Read Expo push receipts and expire the devices they call DeviceNotRegistered."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--loop", type=float, metavar="SECONDS", help="check again every SECONDS, forever")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        while True:
+            expired = check_expo_receipts()
+            self.stdout.write(f"expired {expired} devices")
+            if not options["loop"]:
+                return
+            time.sleep(options["loop"])

@@ -1,0 +1,153 @@
+"""APNs through aioapns: one HTTP/2 client and one event loop per process, many streams at once.
+
+aioapns is asyncio-only and keeps the loop it was created in, so the backend
+owns a loop on a daemon thread and a batch is a ``gather`` of requests on it,
+at most ``APNS_CONCURRENCY`` in flight. Apple's answers map to outcomes:
+200 delivered; 410 Unregistered, BadDeviceToken and DeviceTokenNotForTopic
+expire the token; 429 and 5xx retry; anything else fails. A payload over
+4 KB has its body cut to fit rather than being refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+from typing import Any
+
+from aioapns import APNs, NotificationRequest, PushType
+from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
+from aioapns.exceptions import ConnectionError as ApnsConnectionError
+from django.conf import settings
+
+from zerver.lib.push.common import DELIVERED, EXPIRED, FAILED, RETRY, PushMessage, PushResult, alert_text, is_remove
+
+MAX_PAYLOAD_BYTES = 4096
+DEAD_TOKEN_REASONS = {"Unregistered", "BadDeviceToken", "DeviceTokenNotForTopic"}
+ELLIPSIS = "…"
+
+
+def apns_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body APNs wants: ``aps`` with the alert, custom data beside it."""
+    if is_remove(payload):
+        return {"aps": {"content-available": 1}, "event": "remove", "message_ids": payload["remove"]}
+    title, body = alert_text(payload)
+    aps: dict[str, Any] = {"alert": {"title": title, "body": body} if title else body}
+    for ours, theirs in (("badge", "badge"), ("sound", "sound"), ("category", "category")):
+        if payload.get(ours) not in (None, ""):
+            aps[theirs] = payload[ours]
+    return {**payload.get("data", {}), "aps": aps}
+
+
+def encoded_size(body: dict[str, Any]) -> int:
+    return len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def truncate(body: dict[str, Any]) -> dict[str, Any] | None:
+    """``body`` with its alert text cut (on a character, with an ellipsis) to fit 4 KB; None if nothing fits."""
+    excess = encoded_size(body) - MAX_PAYLOAD_BYTES
+    if excess <= 0:
+        return body
+    alert = body["aps"].get("alert")
+    text = alert["body"] if isinstance(alert, dict) else alert
+    if not isinstance(text, str):
+        return None
+    encoded = text.encode()
+    keep = len(encoded) - excess - len(ELLIPSIS.encode())
+    if keep < 0:
+        return None
+    cut = encoded[:keep].decode(errors="ignore") + ELLIPSIS
+    aps = dict(body["aps"])
+    aps["alert"] = {**alert, "body": cut} if isinstance(alert, dict) else cut
+    return {**body, "aps": aps}
+
+
+def notification_request(message: PushMessage) -> NotificationRequest | None:
+    body = truncate(apns_payload(message.payload))
+    if body is None:
+        return None
+    remove = is_remove(message.payload)
+    return NotificationRequest(
+        device_token=message.token,
+        message=body,
+        priority=5 if remove or message.payload.get("priority") == "normal" else 10,
+        collapse_key=message.payload.get("collapse_key") or None,
+        push_type=PushType.BACKGROUND if remove else PushType.ALERT,
+        apns_topic=message.app_id or settings.APNS_TOPIC,
+    )
+
+
+async def _ignore_error(request: NotificationRequest, result: Any) -> None:
+    """aioapns would log failures itself; the outcome is ours to report, without the token."""
+
+
+class ApnsBackend:
+    platform = "apns"
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="apns", daemon=True).start()
+        self.client: APNs = asyncio.run_coroutine_threadsafe(self._make_client(), self.loop).result()
+
+    async def _make_client(self) -> APNs:
+        ssl_context = ssl.create_default_context()
+        if settings.APNS_CA_FILE:
+            ssl_context.load_verify_locations(cafile=settings.APNS_CA_FILE)
+        common: dict[str, Any] = {
+            "topic": settings.APNS_TOPIC or None,
+            "use_sandbox": settings.APNS_USE_SANDBOX,
+            "max_connections": 4,
+            "err_func": _ignore_error,
+        }
+        if settings.APNS_AUTH_KEY_FILE:
+            with open(settings.APNS_AUTH_KEY_FILE) as f:
+                key = f.read()
+            client = APNs(
+                key=key, key_id=settings.APNS_KEY_ID, team_id=settings.APNS_TEAM_ID, ssl_context=ssl_context, **common
+            )
+        else:
+            ssl_context.load_cert_chain(settings.APNS_CLIENT_CERT)
+            client = APNs(client_cert=settings.APNS_CLIENT_CERT, ssl_context=ssl_context, **common)
+        if settings.APNS_HOST:
+            # aioapns has no endpoint setting: it dials its protocol class's APNS_SERVER:APNS_PORT.
+            base = client.pool.protocol_class
+            client.pool.protocol_class = type(
+                f"Configured{base.__name__}",
+                (base,),
+                {"APNS_SERVER": settings.APNS_HOST, "APNS_PORT": settings.APNS_PORT},
+            )
+        return client
+
+    def send(self, messages: list[PushMessage]) -> list[PushResult]:
+        future = asyncio.run_coroutine_threadsafe(self._send_all(messages), self.loop)
+        return future.result(timeout=settings.PUSH_PROVIDER_TIMEOUT * 4)
+
+    async def _send_all(self, messages: list[PushMessage]) -> list[PushResult]:
+        limit = asyncio.Semaphore(settings.APNS_CONCURRENCY)
+
+        async def one(message: PushMessage) -> PushResult:
+            request = notification_request(message)
+            if request is None:
+                return PushResult(FAILED, "payload too large for APNs even with an empty body")
+            async with limit:
+                try:
+                    result = await asyncio.wait_for(
+                        self.client.send_notification(request), settings.PUSH_PROVIDER_TIMEOUT
+                    )
+                except (TimeoutError, OSError, ApnsConnectionError, ConnectionClosed, MaxAttemptsExceeded) as e:
+                    return PushResult(RETRY, f"APNs unreachable: {type(e).__name__}")
+            return outcome(str(result.status), result.description or "")
+
+        return list(await asyncio.gather(*(one(m) for m in messages)))
+
+
+def outcome(status: str, reason: str) -> PushResult:
+    if status == "200":
+        return PushResult(DELIVERED)
+    error = f"APNs {status} {reason}".strip()
+    if status == "410" or reason in DEAD_TOKEN_REASONS:
+        return PushResult(EXPIRED, error)
+    if status == "429" or status.startswith("5"):
+        return PushResult(RETRY, error)
+    return PushResult(FAILED, error)
