@@ -41,26 +41,28 @@ def apns_payload(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def encoded_size(body: dict[str, Any]) -> int:
-    return len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+    """The payload's size as aioapns sends it (``json.dumps(..., ensure_ascii=False)``)."""
+    return len(json.dumps(body, ensure_ascii=False).encode())
 
 
 def truncate(body: dict[str, Any]) -> dict[str, Any] | None:
-    """``body`` with its alert text cut (on a character, with an ellipsis) to fit 4 KB; None if nothing fits."""
-    excess = encoded_size(body) - MAX_PAYLOAD_BYTES
-    if excess <= 0:
-        return body
-    alert = body["aps"].get("alert")
-    text = alert["body"] if isinstance(alert, dict) else alert
-    if not isinstance(text, str):
-        return None
-    encoded = text.encode()
-    keep = len(encoded) - excess - len(ELLIPSIS.encode())
-    if keep < 0:
-        return None
-    cut = encoded[:keep].decode(errors="ignore") + ELLIPSIS
-    aps = dict(body["aps"])
-    aps["alert"] = {**alert, "body": cut} if isinstance(alert, dict) else cut
-    return {**body, "aps": aps}
+    """``body`` with its alert text cut (on a character, with an ellipsis) to fit 4 KB; None if nothing fits.
+
+    JSON escapes make a character cost more than its UTF-8 bytes, so the cut
+    is measured again until the payload fits.
+    """
+    while (excess := encoded_size(body) - MAX_PAYLOAD_BYTES) > 0:
+        alert = body["aps"].get("alert")
+        text = alert["body"] if isinstance(alert, dict) else alert
+        if not isinstance(text, str) or not text.removesuffix(ELLIPSIS):
+            return None
+        encoded = text.removesuffix(ELLIPSIS).encode()
+        keep = max(0, len(encoded) - excess - len(ELLIPSIS.encode()))
+        cut = encoded[:keep].decode(errors="ignore") + ELLIPSIS
+        aps = dict(body["aps"])
+        aps["alert"] = {**alert, "body": cut} if isinstance(alert, dict) else cut
+        body = {**body, "aps": aps}
+    return body
 
 
 def notification_request(message: PushMessage) -> NotificationRequest | None:
