@@ -233,3 +233,23 @@ def test_four_shards_deliver_to_400_users_exactly_once(api, bouncer, providers, 
     received = providers.expo.control.received("notification")
     assert sorted(r["key"] for r in received) == sorted(expo_token(1000 + u) for u in range(400))
     assert "ExponentPushToken[" not in caplog.text
+
+
+def test_late_device_not_registered_receipt_expires_the_token(api, bouncer, providers):
+    from bouncer.service import check_expo_receipts
+    from fakes.expo import RECEIPT_PREFIX
+
+    token = expo_token(8)
+    device_id = register(api, "13", "expo", token)["id"]
+    providers.expo.control.add_rule(match=token, error=RECEIPT_PREFIX + "DeviceNotRegistered")
+
+    with push_worker():
+        first = settled(api, push(api, "13"))
+        assert check_expo_receipts(min_age_seconds=0) == 1
+        second = settled(api, push(api, "13"))
+
+    assert first["status"] == "sent"  # Expo took it; only the receipt tells
+    assert [a["outcome"] for a in second["attempts"]] == ["token_expired"]
+    assert second["status"] == "failed" and "no active device" not in second["error"]
+    assert PushDevice.objects.get(pk=device_id).expired_at is not None
+    assert len(providers.expo.control.received("notification", token)) == 1
