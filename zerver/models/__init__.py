@@ -9,6 +9,7 @@ from zerver.models.notifications import (
 )
 from zerver.models.outbox import OutboxEvent
 from zerver.models.users import UserSettings
+from zerver.models.workers import WorkerHeartbeat
 
 __all__ = [
     "ApiClient",
@@ -20,4 +21,5 @@ __all__ = [
     "Status",
     "Template",
     "UserSettings",
+    "WorkerHeartbeat",
 ]
