@@ -58,6 +58,23 @@ CONNECTION_ERRORS = (
 T = TypeVar("T")
 
 
+class _NoMissingQueueWarnings(logging.Filter):
+    """Drop pika's warning about a passive declare of a queue not declared yet.
+
+    :meth:`QueueClient.depths` expects those 404s (a scrape of queue depths
+    would otherwise log one per missing queue each time); it is the only
+    source of a 404 channel close here, as publishing routes missing queues
+    to Basic.Return instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Channel.Close (404)" in message and "NOT_FOUND - no queue" in message)
+
+
+logging.getLogger("pika.channel").addFilter(_NoMissingQueueWarnings())
+
+
 class QueueUnavailable(Exception):
     """The broker could not be reached within ``RABBITMQ_RECONNECT_SECONDS``."""
 
