@@ -41,12 +41,14 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_prometheus",
     "zerver",
     "bouncer",
     "workers.apps.WorkersConfig",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -54,6 +56,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "zerver.urls"
@@ -118,6 +121,17 @@ SHARDED_QUEUES = {"missedmessage_mobile_notifications": MOBILE_NOTIFICATIONS_SHA
 
 # Where the `test` queue's worker appends what it consumed (one JSON line per event).
 TEST_WORKER_OUTPUT = os.environ.get("TEST_WORKER_OUTPUT", str(BASE_DIR / "var" / "test_worker.jsonl"))
+
+# --- Operations: metrics and health ---------------------------------------------
+# Each worker process serves /metrics on WORKER_METRICS_BASE_PORT + the index of
+# its queue (or shard) in `process_queue --list`; 0 turns worker metrics off.
+WORKER_METRICS_BASE_PORT = env_int("WORKER_METRICS_BASE_PORT", 9100)
+WORKER_METRICS_ADDR = os.environ.get("WORKER_METRICS_ADDR", "0.0.0.0")  # noqa: S104 (firewalled; see README)
+# queue_depth is read from the broker at most once per this many seconds.
+QUEUE_DEPTH_CACHE_SECONDS = env_float("QUEUE_DEPTH_CACHE_SECONDS", 5.0)
+# Workers write a heartbeat at most this often, busy or idle; /health calls one stale after the second.
+WORKER_HEARTBEAT_INTERVAL_SECONDS = env_float("WORKER_HEARTBEAT_INTERVAL_SECONDS", 5.0)
+WORKER_HEARTBEAT_STALE_SECONDS = env_float("WORKER_HEARTBEAT_STALE_SECONDS", 60.0)
 
 LOGGING = {
     "version": 1,

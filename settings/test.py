@@ -17,3 +17,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":  # noqa: F405
 
     _checkout = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:6]  # noqa: F405, S324
     DATABASES["default"]["TEST"]["NAME"] = f"test_{DATABASES['default']['NAME']}_{_checkout}"  # noqa: F405
+
+# Worker processes started by tests serve metrics only when a test gives them a port.
+WORKER_METRICS_BASE_PORT = env_int("WORKER_METRICS_BASE_PORT", 0)  # noqa: F405

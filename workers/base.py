@@ -29,7 +29,7 @@ import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections, connections
@@ -47,6 +47,9 @@ from zerver.lib.queue import (
     shard_count,
     shard_queue_names,
 )
+
+if TYPE_CHECKING:
+    from workers.heartbeat import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +156,8 @@ class QueueProcessingWorker:
         self.client: QueueClient | None = None
         self._stop = threading.Event()
         self.current: QueueMessage | None = None
+        # Set by process_queue; beaten from the loop after each batch and each idle tick.
+        self.heartbeat: Heartbeat | None = None
 
     # What subclasses write ---------------------------------------------------
 
@@ -189,6 +194,12 @@ class QueueProcessingWorker:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def _tick(self) -> bool:
+        """The consuming loop's should-stop check, called between batches and when idle: beats too."""
+        if self.heartbeat is not None:
+            self.heartbeat.beat()
+        return self._stop.is_set()
+
     def start(self) -> None:
         """Consume until :meth:`stop`, reconnecting with backoff whenever the broker goes away."""
         logger.info("worker %s consuming %s", type(self).__name__, self.queue_name)
@@ -196,13 +207,12 @@ class QueueProcessingWorker:
         while not self._stop.is_set():
             self.client = QueueClient()
             try:
-                for batch in self.client.consume_batches(
-                    self.queue_name, self.batch_size, self._stop.is_set, self.batch_wait
-                ):
+                for batch in self.client.consume_batches(self.queue_name, self.batch_size, self._tick, self.batch_wait):
                     self.process_batch(batch)
                     pause = 0.5
             except CONNECTION_ERRORS as e:
                 logger.warning("%s: broker connection lost (%r); reconnecting in %.1fs", self.queue_name, e, pause)
+                self._tick()  # alive, though waiting for the broker
                 self._stop.wait(pause)
                 pause = min(pause * 2, 30.0)
             finally:
@@ -217,6 +227,7 @@ class QueueProcessingWorker:
         broker redelivers it to the reconnected worker.
         """
         assert self.client is not None
+        started = time.perf_counter()
         metrics.consumed.labels(self.queue_name).inc(len(messages))
         valid = [m for m in messages if m.malformed is None]
         if valid:
@@ -244,6 +255,7 @@ class QueueProcessingWorker:
         if settled:
             self.client.ack_through(settled[-1].delivery_tag)
         metrics.last_event.labels(self.queue_name).set(time.time())
+        metrics.batch_seconds.labels(self.queue_name).observe(time.perf_counter() - started)
 
     def settle(self, messages: list[QueueMessage]) -> list[tuple[str, bytes, dict[str, Any]]]:
         """What to re-publish for failed messages: a retry, or a dead letter."""

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from workers.base import InvalidEvent, LoopQueueProcessingWorker, RetryLater
+from workers.metrics import observe_provider
 from zerver.lib.delivery import SendError, claim, give_up, record
 from zerver.lib.queue import QueueMessage
 from zerver.models import Notification
@@ -61,7 +62,8 @@ class NotificationDeliveryWorker(LoopQueueProcessingWorker):
 
     def deliver(self, notification: Notification, message: QueueMessage) -> None:
         try:
-            self.send(notification)
+            with observe_provider(self.provider):
+                self.send(notification)
         except SendError as e:
             record(notification, self.provider, e)
             if e.transient:
@@ -72,14 +74,14 @@ class NotificationDeliveryWorker(LoopQueueProcessingWorker):
         record(notification, self.provider, None)
 
     def dead_lettered(self, message: QueueMessage, reason: str) -> None:
-        give_up_on_event(message, reason)
+        give_up_on_event(message, reason, self.provider)
 
 
-def give_up_on_event(message: QueueMessage, reason: str) -> None:
+def give_up_on_event(message: QueueMessage, reason: str, provider: str) -> None:
     """A dead-lettered delivery event: its notification, if it names one, has failed."""
     notification_id = parse_id(message.event)
     if notification_id is not None:
-        give_up(notification_id, reason)
+        give_up(notification_id, reason, provider)
 
 
 def parse_id(event: dict[str, Any] | None) -> uuid.UUID | None:

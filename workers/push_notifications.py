@@ -23,6 +23,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from workers import metrics
 from workers.base import InvalidEvent, LoopQueueProcessingWorker, RetryLater, assign_queue
 from workers.delivery import give_up_on_event
 from zerver.lib.push.bouncer_client import PushNotificationBouncerError, send_to_push_bouncer
@@ -128,7 +129,8 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
         if not items:
             return
         try:
-            answer = send_to_push_bouncer("notify", {"notifications": items})
+            with metrics.observe_provider("bouncer"):
+                answer = send_to_push_bouncer("notify", {"notifications": items})
         except (RetryLater, PushNotificationBouncerError) as e:
             self.record_bouncer_failure(list(notifications.values()), e)
             for message in [sends[str(pk)] for pk in notifications] + removes:
@@ -202,6 +204,23 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
             for status in (Status.RETRYING, Status.FAILED):
                 for pk in moves[status]:
                     Notification(pk=pk).transition(status, error=errors[pk][:2000])
+        count_outcomes(attempts, now)
+
+
+def count_outcomes(attempts: list[Attempt], now: Any) -> None:
+    """The delivery metrics of a batch, per provider (never per user or token)."""
+    counters = {
+        Attempt.Outcome.SENT: metrics.notifications_delivered,
+        Attempt.Outcome.RETRY: metrics.notifications_retried,
+        Attempt.Outcome.FAILED: metrics.notifications_failed,
+        Attempt.Outcome.TOKEN_EXPIRED: metrics.notifications_failed,
+    }
+    for attempt in attempts:
+        labels = (MOBILE_NOTIFICATIONS_QUEUE, attempt.provider)
+        counters[attempt.outcome].labels(*labels).inc()
+        if attempt.outcome == Attempt.Outcome.SENT:
+            age = (now - attempt.notification.created_at).total_seconds()
+            metrics.delivery_seconds.labels(*labels).observe(max(0.0, age))
 
     def dead_lettered(self, message: QueueMessage, reason: str) -> None:
-        give_up_on_event(message, reason)
+        give_up_on_event(message, reason, "push")

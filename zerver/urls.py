@@ -1,10 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from zerver.views import devices, messages, notifications
+from zerver.views import devices, messages, notifications, ops
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("health", ops.health),
+    path("metrics", ops.prometheus_metrics, name="prometheus-django-metrics"),
     path("", include("bouncer.urls")),
     path("api/v1/notifications/send", notifications.send),
     path("api/v1/notifications/<str:notification_id>/status", notifications.status),

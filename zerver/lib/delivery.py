@@ -6,6 +6,7 @@ import uuid
 
 from django.db import transaction
 
+from workers import metrics
 from zerver.models import Attempt, Notification, Status
 
 
@@ -48,8 +49,33 @@ def record(notification: Notification, provider: str, error: SendError | None) -
                 notification=notification, provider=provider, outcome=Attempt.Outcome.FAILED, error=str(error)
             )
             notification.transition(Status.FAILED, error=str(error))
+    count_outcome(notification, provider, error)
 
 
-def give_up(notification_id: uuid.UUID, reason: str) -> None:
+def count_outcome(notification: Notification, provider: str, error: SendError | None) -> None:
+    """The delivery metrics of one recorded attempt; labelled by queue and provider, never by recipient."""
+    labels = (queue_label(notification), provider)
+    if error is None:
+        metrics.notifications_delivered.labels(*labels).inc()
+        if notification.sent_at is not None:
+            metrics.delivery_seconds.labels(*labels).observe(
+                max(0.0, (notification.sent_at - notification.created_at).total_seconds())
+            )
+    elif error.transient:
+        metrics.notifications_retried.labels(*labels).inc()
+    else:
+        metrics.notifications_failed.labels(*labels).inc()
+
+
+def queue_label(notification: Notification) -> str:
+    """The (unsharded) queue that delivers a notification of this type: a bounded label."""
+    from zerver.actions.notifications import QUEUE_FOR_TYPE  # it imports channel code that imports this module
+
+    return QUEUE_FOR_TYPE.get(notification.type, notification.type)
+
+
+def give_up(notification_id: uuid.UUID, reason: str, provider: str = "") -> None:
     """The event was dead-lettered: whatever state its notification is in, it has failed."""
-    Notification(pk=notification_id).transition(Status.FAILED, error=reason[:2000])
+    notification = Notification(pk=notification_id)
+    notification.transition(Status.FAILED, error=reason[:2000])
+    metrics.notifications_dead_lettered.labels(queue_label(notification), provider).inc()

@@ -44,6 +44,7 @@ SMS_NOTIFICATIONS_QUEUE = "sms_notifications"
 
 DLQ_SUFFIX = ".dlq"
 ATTEMPT_HEADER = "x-attempt"
+RETRY_HEADER = "x-retry-reason"
 
 # Errors after which the connection is gone and a new one may succeed.
 CONNECTION_ERRORS = (
@@ -55,6 +56,23 @@ CONNECTION_ERRORS = (
 )
 
 T = TypeVar("T")
+
+
+class _NoMissingQueueWarnings(logging.Filter):
+    """Drop pika's warning about a passive declare of a queue not declared yet.
+
+    :meth:`QueueClient.depths` expects those 404s (a scrape of queue depths
+    would otherwise log one per missing queue each time); it is the only
+    source of a 404 channel close here, as publishing routes missing queues
+    to Basic.Return instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Channel.Close (404)" in message and "NOT_FOUND - no queue" in message)
+
+
+logging.getLogger("pika.channel").addFilter(_NoMissingQueueWarnings())
 
 
 class QueueUnavailable(Exception):
@@ -93,6 +111,16 @@ def retry_delay(attempt: int, at_least: float = 0.0) -> float:
 
 def retry_queue_name(queue_name: str, delay: float) -> str:
     return f"{queue_name}.retry.{round(delay * 1000)}ms"
+
+
+def topology(queue_name: str) -> list[str]:
+    """Every queue of ``queue_name``'s topology: main, retry steps, dead letters."""
+    return [queue_name, *(retry_queue_name(queue_name, d) for d in retry_delays()), dlq_name(queue_name)]
+
+
+def replay_headers(headers: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter's headers for a fresh start: no ``x-dlq-*``, attempt count or retry reason."""
+    return {k: v for k, v in headers.items() if not k.startswith("x-dlq-") and k not in (ATTEMPT_HEADER, RETRY_HEADER)}
 
 
 def topology_owner(queue: str) -> str:
@@ -299,6 +327,61 @@ class QueueClient:
     def message_count(self, queue_name: str) -> int:
         """Messages ready in a queue (not those delivered and awaiting an ack)."""
         return self.publish_channel.queue_declare(queue_name, passive=True).method.message_count
+
+    def depths(self, queue_names: Iterable[str], reconnect_seconds: float | None = None) -> dict[str, int | None]:
+        """Messages ready in each queue by passive declare; None for a queue that does not exist.
+
+        A missing queue makes the broker close the channel (404); the next
+        declare opens a new one. Raises :class:`QueueUnavailable` when the
+        broker cannot be reached.
+        """
+
+        def read() -> dict[str, int | None]:
+            out: dict[str, int | None] = {}
+            for name in queue_names:
+                try:
+                    out[name] = self.message_count(name)
+                except pika.exceptions.ChannelClosedByBroker as e:
+                    if e.reply_code != 404:
+                        raise
+                    out[name] = None
+            return out
+
+        return self.with_reconnect(read, reconnect_seconds)
+
+    # Operating on dead letters -------------------------------------------------
+
+    def peek(self, queue_name: str, limit: int) -> list[QueueMessage]:
+        """Up to ``limit`` messages from the head of a queue, left in it.
+
+        They are fetched unacknowledged and then all rejected back in one go
+        (rejecting one at a time would fetch the same message again).
+        The broker marks them redelivered; nothing else changes.
+        """
+        messages = self.take(queue_name, limit)
+        if messages:
+            self.consume_channel.basic_nack(delivery_tag=messages[-1].delivery_tag, multiple=True, requeue=True)
+        return messages
+
+    def take(self, queue_name: str, limit: int) -> list[QueueMessage]:
+        """Up to ``limit`` messages, unacknowledged: :meth:`ack_through` removes them from the queue.
+
+        Until then they stay the broker's: a crash or a closed connection puts them back.
+        """
+        channel = self.consume_channel
+        messages: list[QueueMessage] = []
+        while len(messages) < limit:
+            method, properties, body = channel.basic_get(queue_name, auto_ack=False)
+            if method is None:
+                break
+            messages.append(
+                QueueMessage.decode(queue_name, body, properties.headers, method.delivery_tag, method.redelivered)
+            )
+        return messages
+
+    def purge(self, queue_name: str) -> int:
+        """Delete every ready message of a queue; returns how many."""
+        return self.publish_channel.queue_purge(queue_name).method.message_count
 
     # Publishing ----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from zerver.models.notifications import (
 )
 from zerver.models.outbox import OutboxEvent
 from zerver.models.users import UserSettings
+from zerver.models.workers import WorkerHeartbeat
 
 __all__ = [
     "ApiClient",
@@ -23,4 +24,5 @@ __all__ = [
     "Status",
     "Template",
     "UserSettings",
+    "WorkerHeartbeat",
 ]

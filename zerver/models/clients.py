@@ -38,10 +38,17 @@ class ApiClient(models.Model):
     @classmethod
     def create(cls, name: str) -> tuple[ApiClient, str]:
         """A new client and its key; the key is not stored and cannot be shown again."""
+        client = cls(name=name)
+        key = client.issue_key()
+        client.save()
+        return client, key
+
+    def issue_key(self) -> str:
+        """Give this (unsaved) client a new key and return it; only its lookup part and hash are kept."""
         lookup = secrets.token_hex(8)
         key = f"{KEY_PREFIX}{lookup}_{secrets.token_urlsafe(32)}"
-        client = cls.objects.create(name=name, key_lookup=lookup, key_hash=hash_key(key))
-        return client, key
+        self.key_lookup, self.key_hash = lookup, hash_key(key)
+        return key
 
     @classmethod
     def authenticate(cls, key: str) -> ApiClient | None:

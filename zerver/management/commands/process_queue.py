@@ -3,6 +3,11 @@
 One process per queue (and per shard) in production, kept up by supervisord
 or systemd; ``--all`` runs every queue in one process for development.
 SIGTERM or SIGINT: finish the batch in hand, acknowledge it, exit 0.
+
+Each process also serves its Prometheus metrics (``/metrics`` on
+``WORKER_METRICS_BASE_PORT`` + the index of its queue in ``--list``, so the
+processes of one host never share a port) and writes a heartbeat per queue
+for ``/health``.
 """
 
 import threading
@@ -11,12 +16,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from workers import metrics
 from workers.base import (
     QueueProcessingWorker,
     get_worker,
     install_signal_handlers,
     registered_queues,
 )
+from workers.heartbeat import Heartbeat
 
 
 class Command(BaseCommand):
@@ -43,8 +50,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["list"]:
-            for name in registered_queues():
-                self.stdout.write(name)
+            for index, name in enumerate(registered_queues()):
+                port = metrics.metrics_port(index)
+                self.stdout.write(f"{name}\tmetrics port {port}" if port and options["verbosity"] > 1 else name)
             return
         if options["all"]:
             workers = [get_worker(name) for name in registered_queues()]
@@ -56,7 +64,26 @@ class Command(BaseCommand):
         else:
             raise CommandError("name a queue with --queue_name, or use --all or --list")
         install_signal_handlers(workers)
-        run(workers)
+        serve_metrics(workers)
+        heartbeats = [Heartbeat(w.queue_name) for w in workers]
+        for worker, heartbeat in zip(workers, heartbeats, strict=True):
+            worker.heartbeat = heartbeat
+        try:
+            run(workers)
+        finally:
+            for heartbeat in heartbeats:
+                heartbeat.stop()
+
+
+def serve_metrics(workers: list[QueueProcessingWorker]) -> None:
+    """Start this process's metrics server, with ``queue_depth`` for the topology of its queues."""
+    queues = registered_queues()
+    names = [w.queue_name for w in workers]
+    port = metrics.metrics_port(queues.index(names[0]) if len(workers) == 1 and names[0] in queues else 0)
+    if port is None:
+        return
+    metrics.register_queue_depth(lambda: names)
+    metrics.serve(port)
 
 
 def run(workers: list[QueueProcessingWorker]) -> None:

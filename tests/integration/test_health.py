@@ -1,0 +1,104 @@
+"""GET /health: database, broker and worker heartbeats; nothing secret in the answer."""
+
+import socket
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.helpers import running, wait_for
+from workers.base import get_worker
+from workers.heartbeat import Heartbeat
+from zerver.models import WorkerHeartbeat
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+
+@pytest.fixture(autouse=True)
+def no_heartbeats():
+    # Worker processes of other tests commit their rows outside any test transaction.
+    WorkerHeartbeat.objects.all().delete()
+
+
+def dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_healthy_when_database_broker_and_workers_are(client, broker):
+    WorkerHeartbeat.objects.create(queue_name="test", hostname="h1", pid=1)
+
+    response = client.get("/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert {name: check["ok"] for name, check in body["checks"].items()} == {
+        "database": True,
+        "broker": True,
+        "workers": True,
+    }
+    assert body["checks"]["workers"]["workers"][0]["queue"] == "test"
+
+
+def test_503_while_the_broker_is_unreachable_and_200_once_it_is_back(client, settings):
+    good_url = settings.RABBITMQ_URL
+    settings.RABBITMQ_URL = f"amqp://guest:s3cret-pw@127.0.0.1:{dead_port()}/"
+
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"] == {"ok": False, "error": "AMQPConnectionError"}
+    assert response.json()["checks"]["database"]["ok"] is True
+    assert b"s3cret-pw" not in response.content and b"guest" not in response.content
+
+    settings.RABBITMQ_URL = good_url
+    assert client.get("/health").status_code == 200
+
+
+def test_503_on_a_stale_heartbeat(client, settings):
+    settings.WORKER_HEARTBEAT_STALE_SECONDS = 30
+    WorkerHeartbeat.objects.create(queue_name="email_notifications", hostname="h1", pid=1)
+    WorkerHeartbeat.objects.create(
+        queue_name="sms_notifications", hostname="h1", pid=2, last_seen=timezone.now() - timedelta(seconds=31)
+    )
+
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    workers = {w["queue"]: w["ok"] for w in response.json()["checks"]["workers"]["workers"]}
+    assert workers == {"email_notifications": True, "sms_notifications": False}
+    assert b"h1" not in response.content  # no host names for anonymous callers
+
+
+def test_503_when_the_database_is_down(client, monkeypatch):
+    from django.db import OperationalError
+    from django.db.backends.utils import CursorWrapper
+
+    def down(*args, **kwargs):
+        raise OperationalError("(2002) Can't connect to server on 'db.internal'")
+
+    monkeypatch.setattr(CursorWrapper, "execute", down)
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == {"ok": False, "error": "OperationalError"}
+    assert b"db.internal" not in response.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_loop_beats_while_idle_and_a_restart_takes_its_row_over(broker, test_queue, settings):
+    settings.WORKER_HEARTBEAT_INTERVAL_SECONDS = 0.05
+    worker = get_worker("test")
+    worker.heartbeat = Heartbeat("test")
+    with running(worker):
+        first = wait_for(lambda: WorkerHeartbeat.objects.filter(queue_name="test").first(), what="a heartbeat")
+        wait_for(lambda: WorkerHeartbeat.objects.get(pk=first.pk).last_seen > first.last_seen, what="another beat")
+
+    restarted = Heartbeat("test")
+    restarted.pid += 1  # as a new process on the same host
+    restarted.beat()
+    [row] = WorkerHeartbeat.objects.filter(queue_name="test")
+    assert row.pid == restarted.pid
+    restarted.stop()
+    assert not WorkerHeartbeat.objects.exists()

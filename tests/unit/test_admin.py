@@ -1,0 +1,116 @@
+"""The Django admin as staff use it (Django's test client, MariaDB)."""
+
+import re
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import User
+from model_bakery import baker
+
+from zerver.models import (
+    ApiClient,
+    Attempt,
+    Notification,
+    OutboxEvent,
+    Status,
+    Template,
+    UserSettings,
+    WorkerHeartbeat,
+)
+
+pytestmark = pytest.mark.django_db
+
+MODELS = [ApiClient, Notification, Template, UserSettings, OutboxEvent, WorkerHeartbeat]
+
+
+@pytest.fixture
+def staff(client):
+    user = User.objects.create_user("ops", password="pw", is_staff=True, is_superuser=True)
+    client.force_login(user)
+    return client
+
+
+def url(model, view: str, *args) -> str:
+    from django.urls import reverse
+
+    return reverse(f"admin:zerver_{model._meta.model_name}_{view}", args=args)
+
+
+def test_every_zerver_model_is_registered():
+    registered = {m for m in admin.site._registry if m._meta.app_label == "zerver"}
+    assert registered == set(MODELS)
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_changelist_and_change_page_load(staff, model):
+    obj = baker.make(model, **({"event": {"notification_id": "x"}} if model is OutboxEvent else {}))
+    if model is Notification:
+        baker.make(Attempt, notification=obj, provider="smtp", outcome="retry", error="SMTP 421")
+
+    assert staff.get(url(model, "changelist")).status_code == 200
+    page = staff.get(url(model, "change", obj.pk))
+    assert page.status_code == 200
+    if model is Notification:
+        assert b"SMTP 421" in page.content  # the attempt inline
+
+
+def test_non_staff_user_is_sent_to_login(client):
+    client.force_login(User.objects.create_user("someone", password="pw"))
+    for path in ["/admin/", url(Notification, "changelist"), url(Notification, "dead_letters")]:
+        response = client.get(path)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], path
+
+
+def test_creating_an_api_client_shows_its_key_once(staff):
+    response = staff.post(url(ApiClient, "add"), {"name": "chat"})
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    key = re.search(rb'id="api-key"[^>]*>(nk_[^<]+)<', response.content).group(1).decode()
+    client = ApiClient.objects.get(name="chat")
+    assert ApiClient.authenticate(key) == client
+    assert key not in str(client.__dict__)
+    assert key.encode() not in staff.get(url(ApiClient, "change", client.pk)).content
+
+
+def test_revoke_action(staff):
+    client, key = ApiClient.create("old")
+    response = staff.post(url(ApiClient, "changelist"), {"action": "revoke", "_selected_action": [client.pk]})
+    assert response.status_code == 302
+    assert ApiClient.authenticate(key) is None
+
+
+def test_retry_selected_failed_moves_them_to_pending_and_queues_them(staff):
+    failed = baker.make(Notification, type="email", status=Status.FAILED, error="SMTP 550", content="x")
+    sent = baker.make(Notification, type="email", status=Status.SENT, content="x")
+
+    staff.post(url(Notification, "changelist"), {"action": "retry_failed", "_selected_action": [failed.pk, sent.pk]})
+
+    failed.refresh_from_db()
+    sent.refresh_from_db()
+    assert (failed.status, failed.error, sent.status) == (Status.PENDING, "", Status.SENT)
+    [event] = OutboxEvent.objects.all()
+    assert (event.queue_name, event.event) == ("email_notifications", {"notification_id": str(failed.pk)})
+
+
+def test_cancel_selected_pending(staff):
+    pending = baker.make(Notification, type="sms", status=Status.PENDING, content="x")
+    sent = baker.make(Notification, type="sms", status=Status.SENT, content="x")
+
+    staff.post(url(Notification, "changelist"), {"action": "cancel_pending", "_selected_action": [pending.pk, sent.pk]})
+
+    assert Notification.objects.get(pk=pending.pk).status == Status.CANCELLED
+    assert Notification.objects.get(pk=sent.pk).status == Status.SENT
+
+
+def test_notification_search_by_recipient_or_id_and_filter_by_status(staff):
+    ann = baker.make(Notification, recipient="ann@example.com", status=Status.FAILED, content="x")
+    bob = baker.make(Notification, recipient="bob@example.com", status=Status.SENT, content="x")
+
+    def listed(**query) -> set:
+        response = staff.get(url(Notification, "changelist"), query)
+        return {n.pk for n in response.context["cl"].result_list}
+
+    assert listed(q="ann@") == {ann.pk}
+    assert listed(q=str(bob.pk)) == {bob.pk}
+    assert listed(status__exact="failed") == {ann.pk}

@@ -1,0 +1,184 @@
+"""The Django admin: staff look after clients, notifications, templates and the queues.
+
+Secrets never appear in it: an API key is shown once, on the page that
+creates it, and only its lookup part is kept; tokens (e.g. of a future Device
+model) are to be shown through :func:`masked`, as ``token_masked`` in
+``list_display`` and ``readonly_fields``, never as the field itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+
+from workers.base import registered_queues
+from zerver.actions import operations
+from zerver.lib import dead_letters
+from zerver.lib.queue import QueueClient, QueueUnavailable
+from zerver.models import (
+    ApiClient,
+    Attempt,
+    Notification,
+    OutboxEvent,
+    Status,
+    Template,
+    UserSettings,
+    WorkerHeartbeat,
+)
+
+
+def masked(value: str, keep: int = 4) -> str:
+    """``'abcdef123456'`` -> ``'…3456'``: enough to tell two secrets apart, not enough to use one."""
+    return "…" + value[-keep:] if len(value) > 2 * keep else "…"
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    list_display = ["name", "key_lookup", "created_at", "revoked_at", "active"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "key_lookup"]
+    readonly_fields = ["key_lookup", "created_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> list[str]:
+        return ["name"] if obj is None else ["name", "key_lookup", "created_at", "revoked_at"]
+
+    @admin.display(boolean=True)
+    def active(self, obj: ApiClient) -> bool:
+        return obj.is_active
+
+    def save_model(self, request: HttpRequest, obj: ApiClient, form: Any, change: bool) -> None:
+        if not change:
+            obj._new_key = obj.issue_key()  # type: ignore[attr-defined]  # for response_add, not stored
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request: HttpRequest, obj: ApiClient, post_url_continue: str | None = None) -> HttpResponse:
+        """Show the new key on this one page (not in a message, which would sit in a cookie)."""
+        key = getattr(obj, "_new_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        response = TemplateResponse(
+            request,
+            "admin/zerver/apiclient/key_created.html",
+            {**self.admin_site.each_context(request), "opts": self.opts, "client": obj, "key": key, "title": "API key"},
+        )
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description="Revoke selected API clients", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} API client(s).")
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    fields = ["at", "provider", "outcome", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ["id", "type", "recipient", "status", "client", "created_at", "sent_at"]
+    list_filter = ["status", "type", "created_at"]
+    list_select_related = ["client"]
+    search_fields = ["recipient"]
+    search_help_text = "A recipient (or part of one), or a notification id."
+    readonly_fields = [f.name for f in Notification._meta.fields]
+    inlines = [AttemptInline]
+    actions = ["retry_failed", "cancel_pending"]
+    change_list_template = "admin/zerver/notification/change_list.html"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # notifications come through the API
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Notification], search_term: str
+    ) -> tuple[QuerySet[Notification], bool]:
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        try:
+            by_id = queryset.filter(pk=uuid.UUID(search_term.strip()))
+        except ValueError:
+            return results, may_have_duplicates
+        return results | by_id, may_have_duplicates
+
+    @admin.action(description="Retry selected failed notifications", permissions=["change"])
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        count = operations.retry_failed(queryset.filter(status=Status.FAILED))
+        self.message_user(request, f"{count} failed notification(s) queued for delivery again.")
+
+    @admin.action(description="Cancel selected pending notifications", permissions=["change"])
+    def cancel_pending(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        count = operations.cancel_pending(queryset.filter(status__in=[Status.PENDING, Status.RETRYING]))
+        self.message_user(request, f"{count} notification(s) cancelled.")
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.dead_letters)
+        return [path("dead-letters/", view, name="zerver_notification_dead_letters"), *super().get_urls()]
+
+    def dead_letters(self, request: HttpRequest) -> TemplateResponse:
+        """Read-only: ready, retrying and dead-lettered counts of every queue (``./manage.py dlq`` acts on them)."""
+        client = QueueClient()
+        try:
+            rows = dead_letters.counts(client, registered_queues())
+        except QueueUnavailable:
+            rows = []
+            messages.error(request, "RabbitMQ is unreachable: no counts.")
+        finally:
+            client.close()
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "rows": rows, "title": "Queues"}
+        return TemplateResponse(request, "admin/zerver/dead_letters.html", context)
+
+
+@admin.register(Template)
+class TemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "subject"]
+    search_fields = ["name", "subject"]
+
+
+@admin.register(UserSettings)
+class UserSettingsAdmin(admin.ModelAdmin):
+    list_display = ["user_id", "client", "email", "phone", "push_enabled", "email_enabled", "sms_enabled"]
+    list_filter = ["client", "push_enabled", "email_enabled", "sms_enabled"]
+    list_select_related = ["client"]
+    search_fields = ["user_id", "email", "phone"]
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):
+    """Events waiting for the broker: a growing list here means RabbitMQ or the relay is down."""
+
+    list_display = ["id", "queue_name", "created_at", "attempts", "last_error"]
+    list_filter = ["queue_name"]
+    readonly_fields = ["queue_name", "event", "created_at", "attempts", "last_error"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin):
+    """Delete the row of a worker that is gone for good (e.g. a removed shard) so /health stops counting it."""
+
+    list_display = ["queue_name", "hostname", "pid", "started_at", "last_seen"]
+    list_filter = ["queue_name", "hostname"]
+    readonly_fields = ["queue_name", "hostname", "pid", "started_at", "last_seen"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
