@@ -1,8 +1,7 @@
 """The Django admin: staff look after clients, notifications, templates and the queues.
 
 Secrets never appear in it: an API key is shown once, on the page that
-creates it, and only its lookup part is kept; tokens (e.g. of a future Device
-model) are to be shown through :func:`masked`, as ``token_masked`` in
+creates it, and only its lookup part is kept; push tokens are shown masked, as ``token_masked`` in
 ``list_display`` and ``readonly_fields``, never as the field itself.
 """
 
@@ -28,6 +27,7 @@ from zerver.models import (
     Attempt,
     Notification,
     OutboxEvent,
+    PushDevice,
     Status,
     Template,
     UserSettings,
@@ -182,3 +182,25 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(PushDevice)
+class PushDeviceAdmin(admin.ModelAdmin):
+    """Devices by user and platform; the token only ever masked (it is decrypted just to mask it)."""
+
+    list_display = ["id", "client", "user_id", "platform", "app_id", "token_masked", "created_at", "active"]
+    list_filter = ["platform", ("expired_at", admin.EmptyFieldListFilter), "client"]
+    search_fields = ["user_id", "app_id"]
+    fields = ["client", "user_id", "platform", "app_id", "token_masked", "created_at", "last_used_at", "expired_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # devices come through the API, which validates and encrypts the token
+
+    @admin.display(description="token")
+    def token_masked(self, obj: PushDevice) -> str:
+        return obj.masked_token
+
+    @admin.display(boolean=True)
+    def active(self, obj: PushDevice) -> bool:
+        return obj.is_active

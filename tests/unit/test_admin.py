@@ -7,11 +7,13 @@ from django.contrib import admin
 from django.contrib.auth.models import User
 from model_bakery import baker
 
+from zerver.lib.push import tokens
 from zerver.models import (
     ApiClient,
     Attempt,
     Notification,
     OutboxEvent,
+    PushDevice,
     Status,
     Template,
     UserSettings,
@@ -20,7 +22,7 @@ from zerver.models import (
 
 pytestmark = pytest.mark.django_db
 
-MODELS = [ApiClient, Notification, Template, UserSettings, OutboxEvent, WorkerHeartbeat]
+MODELS = [ApiClient, Notification, Template, UserSettings, OutboxEvent, WorkerHeartbeat, PushDevice]
 
 
 @pytest.fixture
@@ -43,7 +45,11 @@ def test_every_zerver_model_is_registered():
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
 def test_changelist_and_change_page_load(staff, model):
-    obj = baker.make(model, **({"event": {"notification_id": "x"}} if model is OutboxEvent else {}))
+    extra = {
+        OutboxEvent: {"event": {"notification_id": "x"}},
+        PushDevice: {"platform": "expo", "token_ciphertext": tokens.encrypt("ExponentPushToken[a]")},
+    }
+    obj = baker.make(model, **extra.get(model, {}))
     if model is Notification:
         baker.make(Attempt, notification=obj, provider="smtp", outcome="retry", error="SMTP 421")
 
@@ -114,3 +120,29 @@ def test_notification_search_by_recipient_or_id_and_filter_by_status(staff):
     assert listed(q="ann@") == {ann.pk}
     assert listed(q=str(bob.pk)) == {bob.pk}
     assert listed(status__exact="failed") == {ann.pk}
+
+
+def test_push_devices_list_and_page_show_the_token_masked(staff):
+    token = "cd" * 32
+    device = PushDevice(client=baker.make(ApiClient), user_id="42", platform="apns", app_id="com.example.app")
+    device.token = token
+    device.save()
+
+    listing = staff.get(url(PushDevice, "changelist"), {"platform__exact": "apns", "q": "42"})
+    page = staff.get(url(PushDevice, "change", device.pk))
+
+    for response in (listing, page):
+        assert response.status_code == 200
+        assert token.encode() not in response.content
+        assert b"cdcd\xe2\x80\xa6(64)\xe2\x80\xa6cd" in response.content
+
+
+def test_bouncer_devices_show_the_token_masked(staff):
+    from bouncer.models import RemotePushDevice, RemoteServer
+
+    server, _ = RemoteServer.create("a.example.com")
+    device = RemotePushDevice(server=server, device_id="1", user_id="7", platform="expo", app_id="p")
+    device.token = "ExponentPushToken[secret-device]"
+    device.save()
+    page = staff.get(f"/admin/bouncer/remotepushdevice/{device.pk}/change/")
+    assert page.status_code == 200 and b"secret-device" not in page.content
