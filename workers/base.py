@@ -9,7 +9,8 @@ A worker is a small class registered for a queue name::
 ``./manage.py process_queue --queue_name=email_notifications`` finds it in the
 registry and runs it. The failure policy lives here and only here:
 
-* :class:`RetryLater` (or a subclass) schedules the event again after an
+* :class:`RetryLater` (or a subclass), and a database error that passes
+  (a deadlock, a lost connection), schedules the event again after an
   exponential backoff, with its attempt count raised; after ``max_retries``
   retries it is dead-lettered.
 * Any other exception, and a message that is not a JSON object, dead-letters
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from workers import metrics
 from zerver.lib.queue import (
@@ -66,6 +67,11 @@ class RetryLater(Exception):
         super().__init__(reason)
         self.delay = delay
         self.event = event
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth retrying: a RetryLater, or the database refusing for now (a deadlock, a lost connection)."""
+    return isinstance(error, (RetryLater, OperationalError, InterfaceError))
 
 
 class InvalidEvent(Exception):
@@ -266,9 +272,10 @@ class QueueProcessingWorker:
                 out.append(self.dead_letter(message, f"malformed event: {message.malformed}", None))
             elif error is None:
                 metrics.succeeded.labels(self.queue_name).inc()
-            elif isinstance(error, RetryLater) and message.attempt <= self.max_retries:
-                delay = retry_delay(message.attempt, error.delay)
-                body = encode(error.event) if error.event is not None else message.body
+            elif is_transient(error) and message.attempt <= self.max_retries:
+                delay = retry_delay(message.attempt, getattr(error, "delay", 0.0))
+                replacement = getattr(error, "event", None)
+                body = encode(replacement) if replacement is not None else message.body
                 headers = {**message.headers, ATTEMPT_HEADER: message.attempt + 1, "x-retry-reason": str(error)[:500]}
                 out.append((retry_queue_name(self.queue_name, delay), body, headers))
                 metrics.retried.labels(self.queue_name).inc()
@@ -279,7 +286,7 @@ class QueueProcessingWorker:
                     describe(error),
                     delay,
                 )
-            elif isinstance(error, RetryLater):
+            elif is_transient(error):
                 reason = f"gave up after {message.attempt} attempts ({self.max_retries} retries): {error}"
                 out.append(self.dead_letter(message, reason, error))
             else:
@@ -337,9 +344,9 @@ def run_inline(queue_name: str, event: dict[str, Any]) -> None:
         error = message.failure
         if error is None:
             return
-        if isinstance(error, RetryLater) and attempt <= worker.max_retries:
+        if is_transient(error) and attempt <= worker.max_retries:
             attempt += 1
-            event = error.event if error.event is not None else event
+            event = getattr(error, "event", None) or event
             continue
         logger.error("%s: dead-lettering event (attempt %d): %s", queue_name, attempt, describe(error))
         inline_dead_letters.append({"queue": queue_name, "event": event, "reason": describe(error)})

@@ -111,3 +111,12 @@ def test_inline_backend_keeps_dead_letters(settings, tmp_path):
         ("c", "RetryLater: asked to retry (attempt 6)"),
     ]
     assert read_jsonl(settings.TEST_WORKER_OUTPUT) == []
+
+
+def test_a_database_deadlock_is_retried_not_dead_lettered(settings, tmp_path):
+    from django.db import OperationalError
+
+    from workers.base import is_transient
+
+    assert is_transient(OperationalError(1213, "Deadlock found when trying to get lock"))
+    assert not is_transient(ValueError("bad"))

@@ -110,8 +110,11 @@ class Notification(models.Model):
     def bulk_transition(ids: list[Any], to: str, **fields: Any) -> list[Any]:
         """:meth:`transition` for many at once; returns the ids that moved.
 
-        The rows are locked while they are checked, so the answer is exact
-        even with other workers at the same notifications.
+        The rows are locked (by primary key, in key order) while they are
+        checked, so the answer is exact with other workers at the same
+        notifications, and workers with different notifications never lock
+        each other's rows: a condition on ``status`` in the locking query
+        could make InnoDB scan, and lock, other workers' rows by that index.
         """
         if to not in TRANSITIONS:
             raise IllegalTransition(f"no transition to {to!r}")
@@ -119,11 +122,8 @@ class Notification(models.Model):
         if to == Status.SENT:
             fields.setdefault("sent_at", timezone.now())
         with transaction.atomic():
-            movable = list(
-                Notification.objects.select_for_update()
-                .filter(pk__in=ids, status__in=TRANSITIONS[to])
-                .values_list("pk", flat=True)
-            )
+            current = Notification.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+            movable = [pk for pk, status in current.values_list("pk", "status") if status in TRANSITIONS[to]]
             if movable:
                 Notification.objects.filter(pk__in=movable).update(**fields)
         return movable
