@@ -8,11 +8,14 @@ finished the event in hand, well before supervisord would SIGKILL it.
 """
 
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,23 +64,23 @@ class Supervisor:
         )
         return done.stdout + done.stderr
 
-    def state(self) -> str:
+    def state(self, program: str = PROGRAM) -> str:
         """RUNNING, STARTING, STOPPED, EXITED, BACKOFF, FATAL, ... or '' while supervisord is not up."""
-        words = self.ctl("status", PROGRAM).split()
-        return words[1] if len(words) > 1 and words[0] == PROGRAM else ""
+        words = self.ctl("status", program).split()
+        return words[1] if len(words) > 1 and words[0] == program else ""
 
 
-@pytest.fixture
-def supervisor(test_queue) -> Iterator[tuple[Supervisor, Path, str]]:
-    """supervisord running the rendered program for the ``test`` queue: (control, directory, output file)."""
+@contextmanager
+def running_supervisord(env: str, queues: list[str], **config: object) -> Iterator[tuple[Supervisor, Path]]:
+    """supervisord running what ``render`` makes of these queues and this config: (control, directory)."""
     if not (BIN / "supervisord").exists():
         pytest.fail("supervisord is not installed: pip install -r requirements/dev.txt")
     # A short path: the control socket's must fit in sun_path (108 bytes).
     tmp = Path(tempfile.mkdtemp(prefix="sv-"))
     (tmp / "logs").mkdir()
     env_file = tmp / "env"
-    env_file.write_text(f"RABBITMQ_URL='{settings.RABBITMQ_URL}'\nTEST_WORKER_OUTPUT='{test_queue}'\n")
-    config = DeploymentConfig(
+    env_file.write_text(f"RABBITMQ_URL='{settings.RABBITMQ_URL}'\n{env}")
+    rendered = DeploymentConfig(
         app_dir=str(ROOT),
         venv=sys.prefix,
         log_dir=str(tmp / "logs"),
@@ -85,8 +88,9 @@ def supervisor(test_queue) -> Iterator[tuple[Supervisor, Path, str]]:
         user=None,
         env_file=str(env_file),
         stop_wait_seconds=STOP_WAIT_SECONDS,
+        **config,
     )
-    write_files(render("supervisord", config, 1, ["test"]), tmp / "conf.d")
+    write_files(render("supervisord", rendered, 1, queues), tmp / "conf.d")
     conf = tmp / "supervisord.conf"
     conf.write_text(SUPERVISORD_CONF.format(dir=tmp))
 
@@ -98,7 +102,7 @@ def supervisor(test_queue) -> Iterator[tuple[Supervisor, Path, str]]:
     )
     control = Supervisor(conf)
     try:
-        yield control, tmp, test_queue
+        yield control, tmp
     finally:
         try:
             control.ctl("shutdown", timeout=STOP_WAIT_SECONDS + 10)
@@ -107,6 +111,14 @@ def supervisor(test_queue) -> Iterator[tuple[Supervisor, Path, str]]:
             daemon.kill()
             daemon.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def supervisor(test_queue) -> Iterator[tuple[Supervisor, Path, str]]:
+    """supervisord running the rendered program for the ``test`` queue only: (control, directory, output file)."""
+    only_the_worker = {"web": False, "outbox_relays": 0, "expo_receipts_seconds": 0, "metrics_base_port": 0}
+    with running_supervisord(f"TEST_WORKER_OUTPUT='{test_queue}'\n", ["test"], **only_the_worker) as (control, tmp):
+        yield control, tmp, test_queue
 
 
 def test_supervisord_runs_the_rendered_worker_and_stops_it_with_sigterm(supervisor):
@@ -137,3 +149,33 @@ def test_supervisord_runs_the_rendered_worker_and_stops_it_with_sigterm(supervis
     supervisord_log = (tmp / "supervisord.log").read_text()
     assert f"stopped: {PROGRAM.split(':')[1]} (exit status 0)" in supervisord_log
     assert "SIGKILL" not in supervisord_log
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_supervisord_runs_the_rendered_web_app_under_gunicorn_and_stops_it_with_sigterm():
+    port = free_port()
+    web = "notification-workers:notification-web"
+    config = {"outbox_relays": 0, "expo_receipts_seconds": 0, "web_bind": f"127.0.0.1:{port}", "web_threads": 2}
+    with running_supervisord("", [], **config) as (control, tmp):
+        wait_for(lambda: control.state(web) == "RUNNING", timeout=30, what="gunicorn to be RUNNING")
+
+        def scrape() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    return response.read().decode()
+            except OSError:
+                return ""
+
+        assert "queue_depth_up" in wait_for(scrape, timeout=30, what="the web app's /metrics")
+        stopped = control.ctl("stop", web, timeout=STOP_WAIT_SECONDS + 15)
+        assert f"{web}: stopped" in stopped
+        log = (tmp / "logs" / "web.log").read_text()
+        assert "Booting worker" in log and "Handling signal: term" in log
+        supervisord_log = (tmp / "supervisord.log").read_text()
+        assert "stopped: notification-web (exit status 0)" in supervisord_log
+        assert "SIGKILL" not in supervisord_log

@@ -1,6 +1,7 @@
 """``./manage.py check_expo_receipts [--loop SECONDS]``: catch tokens Expo found dead after accepting a push."""
 
-import time
+import signal
+import threading
 from argparse import ArgumentParser
 from typing import Any
 
@@ -16,9 +17,14 @@ class Command(BaseCommand):
         parser.add_argument("--loop", type=float, metavar="SECONDS", help="check again every SECONDS, forever")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        while True:
+        stop = threading.Event()
+        if options["loop"]:
+            # Under supervisord or systemd: SIGTERM finishes the check in hand, then exits 0.
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+        while not stop.is_set():
             expired = check_expo_receipts()
             self.stdout.write(f"expired {expired} devices")
             if not options["loop"]:
                 return
-            time.sleep(options["loop"])
+            stop.wait(options["loop"])

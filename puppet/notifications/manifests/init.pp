@@ -1,9 +1,11 @@
-# @summary The notification delivery service: the app, and one queue worker
-#   process per queue and per shard under supervisord or systemd.
+# @summary The notification delivery service: the app, and under supervisord or
+#   systemd one queue worker process per queue and per shard, the web app
+#   (gunicorn), the outbox relays and the Expo receipts checker.
 #
-# The worker configuration is rendered by the app itself
-# (`manage.py render_deployment`, tested in tests/integration/test_deployment.py),
-# so this module keeps no second copy of it that could drift.
+# The process configuration, and optionally the Prometheus scrape
+# configuration, are rendered by the app itself (`manage.py render_deployment`,
+# tested in tests/unit and tests/integration/test_deployment.py), so this module
+# keeps no second copy of them that could drift.
 #
 # The code is expected in $app_dir (checked out by your release process); this
 # module builds its virtualenv, migrates the database and runs the workers.
@@ -28,6 +30,24 @@
 #   before it is killed (supervisord stopwaitsecs, systemd TimeoutStopSec).
 # @param process_manager
 #   'supervisord' or 'systemd'.
+# @param web
+#   Run the web app (gunicorn zerver.wsgi:application) on this host.
+# @param web_bind, web_workers, web_threads
+#   gunicorn's --bind, --workers and --threads. Keep one worker (scale threads,
+#   or hosts) unless Prometheus multiprocess mode is set up: each gunicorn
+#   worker process has its own metrics.
+# @param outbox_relays
+#   How many `outbox_relay` processes publish the events stored while RabbitMQ
+#   was down (they share the work); 0: none on this host.
+# @param expo_receipts_seconds
+#   `check_expo_receipts --loop` period; 0: not on this host (one host is enough).
+# @param metrics_base_port
+#   Worker i of `process_queue --list` serves /metrics on this + i; 0: none.
+# @param metrics_host
+#   The host name Prometheus scrapes this host's workers and web app at.
+# @param prometheus_scrape_dir
+#   If set, render notifications-scrape.yml (the web app's and every worker's
+#   metrics target) into this directory, for Prometheus' scrape_config_files.
 class notifications (
   Sensitive[String[1]] $secret_key,
   Sensitive[String[1]] $database_url,
@@ -43,6 +63,15 @@ class notifications (
   String[1] $user = 'notifications',
   String[1] $settings_module = 'settings.base',
   Array[String[1]] $allowed_hosts = [$facts['networking']['fqdn']],
+  Boolean $web = true,
+  Pattern[/\A[A-Za-z0-9_.:\[\]\/-]+\z/] $web_bind = '127.0.0.1:8000',
+  Integer[1] $web_workers = 1,
+  Integer[1] $web_threads = 8,
+  Integer[0] $outbox_relays = 1,
+  Integer[0] $expo_receipts_seconds = 60,
+  Integer[0, 65535] $metrics_base_port = 9100,
+  Pattern[/\A[A-Za-z0-9_.-]+\z/] $metrics_host = 'localhost',
+  Optional[Stdlib::Absolutepath] $prometheus_scrape_dir = undef,
 ) {
   $venv = "${app_dir}/.venv"
   $exec_path = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']

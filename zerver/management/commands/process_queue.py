@@ -6,7 +6,8 @@ SIGTERM or SIGINT: finish the batch in hand, acknowledge it, exit 0.
 
 Each process also serves its Prometheus metrics (``/metrics`` on
 ``WORKER_METRICS_BASE_PORT`` + the index of its queue in ``--list``, so the
-processes of one host never share a port) and writes a heartbeat per queue
+processes of one host never share a port; ``--metrics-port`` overrides it, which is
+how the rendered deployment pins each process to the port its scrape config names) and writes a heartbeat per queue
 for ``/health``.
 """
 
@@ -47,6 +48,12 @@ class Command(BaseCommand):
             "--all", action="store_true", help="consume every registered queue, one thread each (development)"
         )
         parser.add_argument("--list", action="store_true", help="print the registered queues and exit")
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            metavar="PORT",
+            help="serve /metrics on this port (0: none); default WORKER_METRICS_BASE_PORT + the queue's --list index",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["list"]:
@@ -64,7 +71,7 @@ class Command(BaseCommand):
         else:
             raise CommandError("name a queue with --queue_name, or use --all or --list")
         install_signal_handlers(workers)
-        serve_metrics(workers)
+        serve_metrics(workers, options["metrics_port"])
         heartbeats = [Heartbeat(w.queue_name) for w in workers]
         for worker, heartbeat in zip(workers, heartbeats, strict=True):
             worker.heartbeat = heartbeat
@@ -75,12 +82,16 @@ class Command(BaseCommand):
                 heartbeat.stop()
 
 
-def serve_metrics(workers: list[QueueProcessingWorker]) -> None:
-    """Start this process's metrics server, with ``queue_depth`` for the topology of its queues."""
+def serve_metrics(workers: list[QueueProcessingWorker], port: int | None = None) -> None:
+    """Start this process's metrics server, with ``queue_depth`` for the topology of its queues.
+
+    ``port``: the one given on the command line (0: no server); None derives it from the queue's index.
+    """
     queues = registered_queues()
     names = [w.queue_name for w in workers]
-    port = metrics.metrics_port(queues.index(names[0]) if len(workers) == 1 and names[0] in queues else 0)
     if port is None:
+        port = metrics.metrics_port(queues.index(names[0]) if len(workers) == 1 and names[0] in queues else 0)
+    if not port:
         return
     metrics.register_queue_depth(lambda: names)
     metrics.serve(port)

@@ -1,6 +1,11 @@
-"""Render the supervisord or systemd configuration for the queue workers.
+"""Render the supervisord, systemd or Prometheus configuration of the service.
 
 ``./manage.py render_deployment --shards 4 --format supervisord --output /etc/supervisor/conf.d``
+
+The processes: one queue worker per queue and shard, the web app (gunicorn),
+the outbox relays and the Expo receipts checker. ``--format prometheus``
+renders the scrape configuration of the web app and of every worker's
+metrics port, from the same lists, so it names the ports the workers get.
 
 The Puppet module runs this rather than keeping its own templates, so the
 configuration has one source (``zerver/lib/deployment.py``), tested in Python.
@@ -22,7 +27,10 @@ DEFAULTS = DeploymentConfig()
 
 
 class Command(BaseCommand):
-    help = "Render one supervisord program or systemd instance per queue worker and shard."
+    help = (
+        "Render the supervisord programs or systemd units of the queue workers (one per queue and shard), "
+        "the web app, the outbox relays and the Expo receipts checker, or their Prometheus scrape configuration."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--format", choices=FORMATS, required=True)
@@ -52,6 +60,33 @@ class Command(BaseCommand):
         parser.add_argument(
             "--env", action="append", default=[], metavar="KEY=VALUE", help="extra environment for every worker"
         )
+        parser.add_argument(
+            "--metrics-base-port",
+            type=int,
+            default=DEFAULTS.metrics_base_port,
+            help="worker i of `process_queue --list` serves /metrics on this + i (0: no worker metrics)",
+        )
+        parser.add_argument(
+            "--metrics-host",
+            default=DEFAULTS.metrics_host,
+            help="where Prometheus reaches the workers; {name} stands for the worker's name",
+        )
+        parser.add_argument("--no-web", action="store_true", help="no web app on this host")
+        parser.add_argument("--web-bind", default=DEFAULTS.web_bind, help="gunicorn --bind")
+        parser.add_argument("--web-workers", type=int, default=DEFAULTS.web_workers, help="gunicorn --workers")
+        parser.add_argument("--web-threads", type=int, default=DEFAULTS.web_threads, help="gunicorn --threads")
+        parser.add_argument(
+            "--web-target", default=None, help="HOST:PORT of the web app for Prometheus (default: metrics host)"
+        )
+        parser.add_argument(
+            "--outbox-relays", type=int, default=DEFAULTS.outbox_relays, help="outbox_relay processes (0: none)"
+        )
+        parser.add_argument(
+            "--expo-receipts-seconds",
+            type=int,
+            default=DEFAULTS.expo_receipts_seconds,
+            help="check_expo_receipts --loop SECONDS (0: not run here)",
+        )
         parser.add_argument("--output", type=Path, help="write the files into this directory (default: print them)")
         parser.add_argument(
             "--check", action="store_true", help="with --output: exit 1 if the files there are out of date"
@@ -73,6 +108,15 @@ class Command(BaseCommand):
             env_file=options["env_file"] or None,
             stop_wait_seconds=options["stop_wait_seconds"],
             extra_env=extra_env,
+            metrics_base_port=options["metrics_base_port"],
+            metrics_host=options["metrics_host"],
+            web=not options["no_web"],
+            web_bind=options["web_bind"],
+            web_workers=options["web_workers"],
+            web_threads=options["web_threads"],
+            web_target=options["web_target"],
+            outbox_relays=options["outbox_relays"],
+            expo_receipts_seconds=options["expo_receipts_seconds"],
         )
         shards = settings.MOBILE_NOTIFICATIONS_SHARDS if options["shards"] is None else options["shards"]
         queues = options["queues"]
