@@ -58,6 +58,8 @@ def push_payload(notification: Notification) -> dict[str, Any]:
 
 @assign_queue(MOBILE_NOTIFICATIONS_QUEUE)
 class PushNotificationsWorker(LoopQueueProcessingWorker):
+    # One bouncer call, and a handful of queries, per batch: bigger batches amortise them.
+    batch_size = 500
     def consume_batch(self, messages: list[QueueMessage]) -> None:
         sends: dict[str, QueueMessage] = {}
         removes: list[QueueMessage] = []
@@ -109,10 +111,9 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
     # Sending ---------------------------------------------------------------------
 
     def send(self, sends: dict[str, QueueMessage], removes: list[QueueMessage]) -> None:
-        claimed = Notification.bulk_transition(list(sends), Status.PROCESSING)
-        for notification_id in set(sends) - {str(pk) for pk in claimed}:
+        notifications = {n.pk: n for n in Notification.bulk_transition(list(sends), Status.PROCESSING)}
+        for notification_id in set(sends) - {str(pk) for pk in notifications}:
             logger.info("push: notification %s is done already or unknown; skipped", notification_id)
-        notifications = Notification.objects.in_bulk(claimed)
         items = [
             {
                 "id": str(pk),

@@ -107,8 +107,8 @@ class Notification(models.Model):
         return bool(moved)
 
     @staticmethod
-    def bulk_transition(ids: list[Any], to: str, **fields: Any) -> list[Any]:
-        """:meth:`transition` for many at once; returns the ids that moved.
+    def bulk_transition(ids: list[Any], to: str, **fields: Any) -> list[Notification]:
+        """:meth:`transition` for many at once; returns the notifications that moved, as they are now.
 
         The rows are locked (by primary key, in key order) while they are
         checked, so the answer is exact with other workers at the same
@@ -123,9 +123,12 @@ class Notification(models.Model):
             fields.setdefault("sent_at", timezone.now())
         with transaction.atomic():
             current = Notification.objects.select_for_update().filter(pk__in=ids).order_by("pk")
-            movable = [pk for pk, status in current.values_list("pk", "status") if status in TRANSITIONS[to]]
+            movable = [n for n in current if n.status in TRANSITIONS[to]]
             if movable:
-                Notification.objects.filter(pk__in=movable).update(**fields)
+                Notification.objects.filter(pk__in=[n.pk for n in movable]).update(**fields)
+        for notification in movable:
+            for name, value in fields.items():
+                setattr(notification, name, value)
         return movable
 
 
