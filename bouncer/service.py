@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +25,7 @@ from zerver.lib.push.tokens import mask
 
 logger = logging.getLogger(__name__)
 
+LAST_USED_RESOLUTION = timedelta(hours=1)
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="push-provider")
 
 
@@ -81,13 +83,16 @@ def notify(server: RemoteServer, items: list[dict[str, Any]]) -> list[dict[str, 
         for (answer, device, _), result in zip(by_platform[platform], future.result(), strict=True):
             answer["devices"].append(_answer(device, result))
             if result.outcome == DELIVERED:
-                delivered.append(device.pk)
+                delivered.append(device)
                 if result.extra.get("ticket_id"):
                     tickets.append(ExpoTicket(device=device, ticket_id=result.extra["ticket_id"]))
             elif result.outcome == EXPIRED:
                 expired.append(device.pk)
-    if delivered:
-        RemotePushDevice.objects.filter(pk__in=delivered).update(last_used_at=timezone.now())
+    # last_used_at is kept to the hour: no write per push for a device in steady use.
+    now = timezone.now()
+    stale = [d.pk for d in delivered if d.last_used_at is None or now - d.last_used_at > LAST_USED_RESOLUTION]
+    if stale:
+        RemotePushDevice.objects.filter(pk__in=stale).update(last_used_at=now)
     ExpoTicket.objects.bulk_create(tickets)
     # Reported in this answer, so the server expires its copy: the bouncer's can go.
     gone = expired + [d.pk for d in expired_before]
@@ -103,6 +108,7 @@ def _answer(device: RemotePushDevice, result: PushResult) -> dict[str, Any]:
         "outcome": result.outcome,
         "error": result.error,
         "retry_after": result.retry_after,
+        "provider_id": str(result.extra.get("provider_id", "")),
     }
 
 
@@ -113,8 +119,6 @@ def check_expo_receipts(min_age_seconds: float | None = None, limit: int = 10_00
     next push to those users (the device answers "expired"). Tickets whose
     receipt is not ready yet are kept for the next round.
     """
-    from datetime import timedelta
-
     from zerver.lib.push.backends import backend_for
 
     age = settings.EXPO_RECEIPT_DELAY_SECONDS if min_age_seconds is None else min_age_seconds

@@ -1,14 +1,15 @@
-"""The worker shape shared by channels that deliver one stored notification at a time (e-mail, SMS)."""
+"""The worker shape shared by channels that deliver stored notifications one by one (e-mail, SMS)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from workers.base import InvalidEvent, LoopQueueProcessingWorker, RetryLater
 from workers.metrics import observe_provider
-from zerver.lib.delivery import SendError, claim, give_up, record
+from zerver.lib.delivery import SendError, SendResult, claim, give_up, record
 from zerver.lib.queue import QueueMessage
 from zerver.models import Notification
 
@@ -22,20 +23,31 @@ class PermanentSendError(Exception):
 class NotificationDeliveryWorker(LoopQueueProcessingWorker):
     """Consumes ``{"notification_id": ...}`` events and delivers each notification once.
 
-    Subclasses name their ``provider`` and implement :meth:`send`; :meth:`open`
-    and :meth:`close` bracket a batch, so a connection serves all of it.
+    A batch is claimed with one query and recorded with a few; in between,
+    ``concurrency`` threads send it, each over a connection of its own that
+    serves its whole share (:meth:`open`, :meth:`close`). Subclasses name
+    their ``provider`` and implement :meth:`send`.
     """
 
     provider: str
+    concurrency: int = 4
 
-    def open(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.queue_name)
+
+    def open(self) -> Any:
+        """A connection for one thread's share of a batch."""
+        return None
+
+    def close(self, connection: Any) -> None:
         pass
 
-    def close(self) -> None:
-        pass
+    def send(self, notification: Notification, connection: Any) -> str | None:
+        """Deliver one notification and return the provider's id for it, if any.
 
-    def send(self, notification: Notification) -> None:
-        """Deliver one notification; raise :class:`SendError` if the provider did not take it."""
+        Raise :class:`SendError` if the provider did not take it.
+        """
         raise NotImplementedError
 
     def consume_batch(self, messages: list[QueueMessage]) -> None:
@@ -46,32 +58,40 @@ class NotificationDeliveryWorker(LoopQueueProcessingWorker):
                 message.fail(InvalidEvent("event has no valid 'notification_id'"))
             else:
                 wanted[notification_id] = message
-        found = Notification.objects.in_bulk(list(wanted))
-        self.open()
-        try:
-            for notification_id, message in wanted.items():
-                notification = found.get(notification_id)
-                if notification is None:
-                    message.fail(InvalidEvent(f"no notification {notification_id}"))
-                elif claim(notification):
-                    self.deliver(notification, message)
-                else:
-                    logger.info("%s: %s is %s already; skipped", self.queue_name, notification_id, notification.status)
-        finally:
-            self.close()
-
-    def deliver(self, notification: Notification, message: QueueMessage) -> None:
-        try:
-            with observe_provider(self.provider):
-                self.send(notification)
-        except SendError as e:
-            record(notification, self.provider, e)
-            if e.transient:
-                message.fail(RetryLater(str(e), delay=e.retry_after))
+        claimed = claim(list(wanted))
+        unclaimed = set(wanted) - {n.pk for n in claimed}
+        known = set(Notification.objects.filter(pk__in=unclaimed).values_list("pk", flat=True)) if unclaimed else set()
+        for notification_id in unclaimed:
+            if notification_id in known:
+                logger.info("%s: %s is done already; skipped", self.queue_name, notification_id)
             else:
-                message.fail(PermanentSendError(str(e)))
-            return
-        record(notification, self.provider, None)
+                wanted[notification_id].fail(InvalidEvent(f"no notification {notification_id}"))
+        shares = [claimed[i :: self.concurrency] for i in range(self.concurrency)]
+        results = [result for share in self.pool.map(self.send_share, shares) for result in share]
+        record(self.provider, results)
+        for result in results:
+            if result.error is not None and result.error.transient:
+                wanted[result.notification.pk].fail(RetryLater(str(result.error), delay=result.error.retry_after))
+            elif result.error is not None:
+                wanted[result.notification.pk].fail(PermanentSendError(str(result.error)))
+
+    def send_share(self, notifications: list[Notification]) -> list[SendResult]:
+        """Send one thread's share over one connection."""
+        if not notifications:
+            return []
+        results: list[SendResult] = []
+        connection = self.open()
+        try:
+            for notification in notifications:
+                try:
+                    with observe_provider(self.provider):
+                        provider_id = self.send(notification, connection)
+                    results.append(SendResult(notification, provider_id=provider_id or ""))
+                except SendError as e:
+                    results.append(SendResult(notification, error=e))
+        finally:
+            self.close(connection)
+        return results
 
     def dead_lettered(self, message: QueueMessage, reason: str) -> None:
         give_up_on_event(message, reason, self.provider)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -27,32 +28,32 @@ def smtp_error(error: Exception) -> SendError:
 
 @assign_queue(EMAIL_NOTIFICATIONS_QUEUE)
 class EmailWorker(NotificationDeliveryWorker):
-    """One SMTP connection serves a whole batch; it is reopened after a failure."""
+    """Each sending thread keeps one SMTP connection for its share of a batch; reopened after a failure."""
 
     provider = "smtp"
 
-    def open(self) -> None:
-        self.connection = get_connection(fail_silently=False)
+    def open(self) -> Any:
+        return get_connection(fail_silently=False)
 
-    def close(self) -> None:
+    def close(self, connection: Any) -> None:
         try:
-            self.connection.close()
+            connection.close()
         except (smtplib.SMTPException, OSError):
             pass
 
-    def send(self, notification: Notification) -> None:
+    def send(self, notification: Notification, connection: Any) -> None:
         message = EmailMultiAlternatives(
             subject=notification.subject,
             body=str(notification.content),
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[notification.recipient],
-            connection=self.connection,
+            connection=connection,
             headers={"X-Notification-Id": str(notification.pk)},
         )
         if notification.html:
             message.attach_alternative(notification.html, "text/html")
         try:
             message.send()
-        except (TimeoutError, smtplib.SMTPException, OSError) as e:
-            self.close()  # the next message starts on a fresh connection
+        except (smtplib.SMTPException, OSError) as e:  # OSError covers timeouts and refused connections
+            self.close(connection)  # the next message opens a fresh connection
             raise smtp_error(e) from e

@@ -39,6 +39,8 @@ OUTCOME_TO_ATTEMPT = {
     RETRY: Attempt.Outcome.RETRY,
     FAILED: Attempt.Outcome.FAILED,
 }
+# What building a payload and counting its delivery read of a notification.
+PAYLOAD_FIELDS = ("content", "subject", "created_at")
 DEVICE_EVENTS = {"register_push_device_to_bouncer", "unregister_push_device_from_bouncer"}
 
 
@@ -60,6 +62,7 @@ def push_payload(notification: Notification) -> dict[str, Any]:
 class PushNotificationsWorker(LoopQueueProcessingWorker):
     # One bouncer call, and a handful of queries, per batch: bigger batches amortise them.
     batch_size = 500
+
     def consume_batch(self, messages: list[QueueMessage]) -> None:
         sends: dict[str, QueueMessage] = {}
         removes: list[QueueMessage] = []
@@ -111,7 +114,8 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
     # Sending ---------------------------------------------------------------------
 
     def send(self, sends: dict[str, QueueMessage], removes: list[QueueMessage]) -> None:
-        notifications = {n.pk: n for n in Notification.bulk_transition(list(sends), Status.PROCESSING)}
+        claimed = Notification.bulk_transition(list(sends), Status.PROCESSING, load=PAYLOAD_FIELDS)
+        notifications = {n.pk: n for n in claimed}
         for notification_id in set(sends) - {str(pk) for pk in notifications}:
             logger.info("push: notification %s is done already or unknown; skipped", notification_id)
         items = [
@@ -174,6 +178,7 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
                         provider=device["platform"],
                         outcome=OUTCOME_TO_ATTEMPT[device["outcome"]],
                         error=device["error"],
+                        provider_id=device.get("provider_id", ""),
                     )
                 )
                 if device["outcome"] == EXPIRED:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from workers.base import assign_queue
 from workers.delivery import NotificationDeliveryWorker
 from zerver.lib.queue import SMS_NOTIFICATIONS_QUEUE
@@ -11,12 +14,19 @@ from zerver.models import Notification
 
 @assign_queue(SMS_NOTIFICATIONS_QUEUE)
 class SmsWorker(NotificationDeliveryWorker):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.backend = get_backend()
-        self.provider = self.backend.name
+    """Each sending thread keeps its own backend (an HTTP session with its kept-alive connection)."""
 
-    def send(self, notification: Notification) -> None:
-        provider_id = self.backend.send(notification.recipient, str(notification.content))
-        notification.details = {**notification.details, "provider_message_id": provider_id}
-        Notification.objects.filter(pk=notification.pk).update(details=notification.details)
+    concurrency = 8
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.provider = get_backend().name
+        self.local = threading.local()
+
+    def open(self) -> Any:
+        if not hasattr(self.local, "backend"):
+            self.local.backend = get_backend()
+        return self.local.backend
+
+    def send(self, notification: Notification, connection: Any) -> str:
+        return connection.send(notification.recipient, str(notification.content))

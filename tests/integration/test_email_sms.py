@@ -56,6 +56,7 @@ def test_sms_through_the_api_arrives_and_ends_sent_with_one_attempt(api, provide
     assert [(a["provider"], a["outcome"]) for a in result["attempts"]] == [("twilio", "sent")]
     assert result["details"]["segments"] == 1
     [sms] = providers.sms.control.received("message", "+14155550100")
+    assert result["attempts"][0]["provider_id"] == sms["sid"]
     assert sms["form"]["Body"] == "Your code is 123456"
     assert sms["form"]["From"] == "+15005550006"
 

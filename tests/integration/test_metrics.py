@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers import read_jsonl, start_worker_process, wait_for
 from workers import metrics
 from workers.base import registered_queues
-from zerver.lib.delivery import SendError, give_up, record
+from zerver.lib.delivery import SendError, SendResult, give_up, record
 from zerver.lib.queue import dlq_name, encode, queue_json_publish_many
 from zerver.models import Notification, Status, WorkerHeartbeat
 
@@ -111,7 +111,7 @@ def test_record_counts_outcomes_by_queue_and_provider_and_times_delivery():
 
     for error in (None, SendError("429", transient=True), SendError("400", transient=False)):
         notification = baker.make(Notification, type="sms", status=Status.PROCESSING, content="hi")
-        record(notification, "fakesms", error)
+        record("fakesms", [SendResult(notification, error=error)])
     give_up(notification.pk, "gave up", "fakesms")
 
     for name in before:

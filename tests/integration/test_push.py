@@ -93,6 +93,7 @@ def test_a_device_of_each_platform_receives_the_push(api, bouncer, providers, ca
     assert fcm["body"]["message"]["notification"] == {"title": "Ann", "body": "Lunch?"}
     assert fcm["body"]["message"]["data"]["notification_id"] == notification_id
     [expo] = providers.expo.control.received("notification", tokens["expo"])
+    assert {a["provider"]: a["provider_id"] for a in result["attempts"]}["expo"] == expo["id"]  # the ticket
     assert (expo["message"]["title"], expo["message"]["body"], expo["message"]["badge"]) == ("Ann", "Lunch?", 2)
     for token in tokens.values():
         assert token not in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from django.db import transaction
 
@@ -24,32 +25,58 @@ class SendError(Exception):
         self.retry_after = retry_after
 
 
-def claim(notification: Notification) -> bool:
-    """Mark ``notification`` as being delivered; False if it is done already (sent, failed, cancelled).
+def claim(ids: list[uuid.UUID]) -> list[Notification]:
+    """Mark notifications as being delivered; returns those that were not done already.
 
     This is what makes consumers idempotent by notification id: a redelivered
-    or re-published event finds its notification sent and does nothing.
+    or re-published event finds its notification sent (or failed, or
+    cancelled) and nothing is sent again.
     """
-    return notification.transition(Status.PROCESSING)
+    return Notification.bulk_transition(ids, Status.PROCESSING, load=DELIVERY_FIELDS)
 
 
-def record(notification: Notification, provider: str, error: SendError | None) -> None:
-    """Save one attempt and move the notification to sent, retrying or failed."""
+# What the channels read of a notification to deliver it.
+DELIVERY_FIELDS = ("type", "recipient", "subject", "content", "html", "details", "created_at")
+
+
+@dataclass
+class SendResult:
+    """What came of sending one notification: the provider's id for it, or the error."""
+
+    notification: Notification
+    error: SendError | None = None
+    provider_id: str = ""
+
+
+def record(provider: str, results: list[SendResult]) -> None:
+    """Save one attempt per notification and move each to sent, retrying or failed, in one transaction."""
     with transaction.atomic():
-        if error is None:
-            Attempt.objects.create(notification=notification, provider=provider, outcome=Attempt.Outcome.SENT)
-            notification.transition(Status.SENT, error="")
-        elif error.transient:
-            Attempt.objects.create(
-                notification=notification, provider=provider, outcome=Attempt.Outcome.RETRY, error=str(error)
+        Attempt.objects.bulk_create(
+            Attempt(
+                notification=r.notification,
+                provider=provider,
+                outcome=Attempt.Outcome.SENT
+                if r.error is None
+                else Attempt.Outcome.RETRY
+                if r.error.transient
+                else Attempt.Outcome.FAILED,
+                error="" if r.error is None else str(r.error),
+                provider_id=r.provider_id,
             )
-            notification.transition(Status.RETRYING, error=str(error))
-        else:
-            Attempt.objects.create(
-                notification=notification, provider=provider, outcome=Attempt.Outcome.FAILED, error=str(error)
-            )
-            notification.transition(Status.FAILED, error=str(error))
-    count_outcome(notification, provider, error)
+            for r in results
+        )
+        sent = Notification.bulk_transition(
+            [r.notification.pk for r in results if r.error is None], Status.SENT, error=""
+        )
+        sent_at = {n.pk: n.sent_at for n in sent}
+        for r in results:
+            if r.error is None:
+                r.notification.sent_at = sent_at.get(r.notification.pk)
+            else:
+                status = Status.RETRYING if r.error.transient else Status.FAILED
+                r.notification.transition(status, error=str(r.error))
+    for r in results:
+        count_outcome(r.notification, provider, r.error)
 
 
 def count_outcome(notification: Notification, provider: str, error: SendError | None) -> None:

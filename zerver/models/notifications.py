@@ -107,7 +107,7 @@ class Notification(models.Model):
         return bool(moved)
 
     @staticmethod
-    def bulk_transition(ids: list[Any], to: str, **fields: Any) -> list[Notification]:
+    def bulk_transition(ids: list[Any], to: str, *, load: tuple[str, ...] = (), **fields: Any) -> list[Notification]:
         """:meth:`transition` for many at once; returns the notifications that moved, as they are now.
 
         The rows are locked (by primary key, in key order) while they are
@@ -115,6 +115,8 @@ class Notification(models.Model):
         notifications, and workers with different notifications never lock
         each other's rows: a condition on ``status`` in the locking query
         could make InnoDB scan, and lock, other workers' rows by that index.
+        Only ``pk``, ``status`` and the fields named in ``load`` are read (a
+        worker claiming notifications it is about to send wants their content).
         """
         if to not in TRANSITIONS:
             raise IllegalTransition(f"no transition to {to!r}")
@@ -123,6 +125,7 @@ class Notification(models.Model):
             fields.setdefault("sent_at", timezone.now())
         with transaction.atomic():
             current = Notification.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+            current = current.only("pk", "status", *load)
             movable = [n for n in current if n.status in TRANSITIONS[to]]
             if movable:
                 Notification.objects.filter(pk__in=[n.pk for n in movable]).update(**fields)
@@ -146,6 +149,9 @@ class Attempt(models.Model):
     provider = models.CharField(max_length=32)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     error = models.TextField(blank=True)
+    provider_id = models.CharField(
+        max_length=255, blank=True, help_text="the provider's id for what it accepted (SMS sid, APNs id, Expo ticket)"
+    )
 
     class Meta:
         ordering = ["at", "id"]

@@ -27,7 +27,13 @@ def serialize(notification: Notification, with_attempts: bool = False) -> dict[s
         data["details"] = notification.details
     if with_attempts:
         data["attempts"] = [
-            {"at": a.at.isoformat(), "provider": a.provider, "outcome": a.outcome, "error": a.error or None}
+            {
+                "at": a.at.isoformat(),
+                "provider": a.provider,
+                "outcome": a.outcome,
+                "error": a.error or None,
+                "provider_id": a.provider_id or None,
+            }
             for a in notification.attempts.all()
         ]
     return data

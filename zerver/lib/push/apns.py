@@ -139,7 +139,9 @@ class ApnsBackend:
                     )
                 except (TimeoutError, OSError, ApnsConnectionError, ConnectionClosed, MaxAttemptsExceeded) as e:
                     return PushResult(RETRY, f"APNs unreachable: {type(e).__name__}")
-            return outcome(str(result.status), result.description or "")
+            answer = outcome(str(result.status), result.description or "")
+            answer.extra["provider_id"] = result.notification_id  # the apns-id
+            return answer
 
         return list(await asyncio.gather(*(one(m) for m in messages)))
 

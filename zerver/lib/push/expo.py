@@ -116,7 +116,7 @@ class ExpoBackend:
 
 def ticket_result(ticket: dict[str, Any]) -> PushResult:
     if ticket.get("status") == "ok":
-        return PushResult(DELIVERED, extra={"ticket_id": ticket.get("id", "")})
+        return PushResult(DELIVERED, extra={"ticket_id": ticket.get("id", ""), "provider_id": ticket.get("id", "")})
     error = (ticket.get("details") or {}).get("error", "")
     message = f"{error or 'error'}: {ticket.get('message', '')}".strip()
     return PushResult(EXPIRED if error == "DeviceNotRegistered" else FAILED, message)

@@ -62,7 +62,7 @@ def _json(value: Any) -> str:
 
 def result_of(response: messaging.SendResponse) -> PushResult:
     if response.success:
-        return PushResult(DELIVERED, extra={"message_id": response.message_id})
+        return PushResult(DELIVERED, extra={"provider_id": response.message_id})
     error = response.exception
     text = f"FCM {getattr(error, 'code', '')}: {error}".strip()
     if isinstance(error, messaging.UnregisteredError):
