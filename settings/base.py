@@ -198,7 +198,7 @@ APNS_KEY_ID = os.environ.get("APNS_KEY_ID", "")
 APNS_TEAM_ID = os.environ.get("APNS_TEAM_ID", "")
 APNS_CLIENT_CERT = os.environ.get("APNS_CLIENT_CERT", "")  # certificate auth: PEM with cert and key
 APNS_TOPIC = os.environ.get("APNS_TOPIC", "")  # default topic; a device's app_id wins
-APNS_CONCURRENCY = env_int("APNS_CONCURRENCY", 500)  # requests in flight per worker process
+APNS_CONCURRENCY = env_int("APNS_CONCURRENCY", 100)  # in flight per process: h2 slows with many open streams
 FCM_SERVICE_ACCOUNT_FILE = os.environ.get("FCM_SERVICE_ACCOUNT_FILE", "")
 FCM_URL = os.environ.get("FCM_URL", "")  # empty: Google's
 FCM_POOL_SIZE = env_int("FCM_POOL_SIZE", 64)
@@ -207,3 +207,5 @@ EXPO_ACCESS_TOKEN = os.environ.get("EXPO_ACCESS_TOKEN", "")
 # Expo asks to check receipts some minutes after sending; tickets wait this long.
 EXPO_RECEIPT_DELAY_SECONDS = env_float("EXPO_RECEIPT_DELAY_SECONDS", 900.0)
 PUSH_PROVIDER_TIMEOUT = env_float("PUSH_PROVIDER_TIMEOUT", 15.0)
+# Honour HTTP(S)_PROXY and ~/.netrc for outgoing HTTP (see zerver.lib.http).
+HTTP_TRUST_ENV = env_bool("HTTP_TRUST_ENV", False)

@@ -11,6 +11,7 @@ import requests
 from django.conf import settings
 
 from zerver.lib.delivery import SendError
+from zerver.lib.http import make_session
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class TwilioBackend:
         self.url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self.from_number = from_number
         self.timeout = timeout
-        self.session = requests.Session()
+        self.session = make_session()
         self.session.auth = (account_sid, auth_token)
 
     def send(self, to: str, body: str) -> str:

@@ -1,7 +1,7 @@
 """APNs through aioapns: one HTTP/2 client and one event loop per process, many streams at once.
 
 aioapns is asyncio-only and keeps the loop it was created in, so the backend
-owns a loop on a daemon thread and a batch is a ``gather`` of requests on it,
+owns a :class:`BackgroundLoop` and a batch is a ``gather`` of requests on it,
 at most ``APNS_CONCURRENCY`` in flight. Apple's answers map to outcomes:
 200 delivered; 410 Unregistered, BadDeviceToken and DeviceTokenNotForTopic
 expire the token; 429 and 5xx retry; anything else fails. A payload over
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import threading
 from typing import Any
 
 from aioapns import APNs, NotificationRequest, PushType
@@ -22,6 +21,7 @@ from aioapns.exceptions import ConnectionError as ApnsConnectionError
 from django.conf import settings
 
 from zerver.lib.push.common import DELIVERED, EXPIRED, FAILED, RETRY, PushMessage, PushResult, alert_text, is_remove
+from zerver.lib.push.loop import BackgroundLoop
 
 MAX_PAYLOAD_BYTES = 4096
 DEAD_TOKEN_REASONS = {"Unregistered", "BadDeviceToken", "DeviceTokenNotForTopic"}
@@ -88,9 +88,8 @@ class ApnsBackend:
     platform = "apns"
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name="apns", daemon=True).start()
-        self.client: APNs = asyncio.run_coroutine_threadsafe(self._make_client(), self.loop).result()
+        self.loop = BackgroundLoop("apns")
+        self.client: APNs = self.loop.run(self._make_client())
 
     async def _make_client(self) -> APNs:
         ssl_context = ssl.create_default_context()
@@ -122,8 +121,7 @@ class ApnsBackend:
         return client
 
     def send(self, messages: list[PushMessage]) -> list[PushResult]:
-        future = asyncio.run_coroutine_threadsafe(self._send_all(messages), self.loop)
-        return future.result(timeout=settings.PUSH_PROVIDER_TIMEOUT * 4)
+        return self.loop.run(self._send_all(messages), timeout=settings.PUSH_PROVIDER_TIMEOUT * 4)
 
     async def _send_all(self, messages: list[PushMessage]) -> list[PushResult]:
         limit = asyncio.Semaphore(settings.APNS_CONCURRENCY)

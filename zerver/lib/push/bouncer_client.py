@@ -18,6 +18,7 @@ from django.conf import settings
 
 from workers.base import RetryLater
 from zerver.lib.api import ApiError
+from zerver.lib.http import make_session
 from zerver.lib.sms import retry_after_seconds
 
 # The RemoteServer row that stands for this deployment when the bouncer runs in-process.
@@ -34,11 +35,7 @@ class PushNotificationBouncerRetryLaterError(RetryLater):
 
 @cache
 def _session() -> requests.Session:
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    return make_session(16)
 
 
 def send_to_push_bouncer(endpoint: str, body: dict[str, Any]) -> dict[str, Any]:

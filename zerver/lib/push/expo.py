@@ -18,6 +18,7 @@ from typing import Any
 import requests
 from django.conf import settings
 
+from zerver.lib.http import make_session
 from zerver.lib.push.common import DELIVERED, EXPIRED, FAILED, RETRY, PushMessage, PushResult, is_remove
 from zerver.lib.sms import retry_after_seconds
 
@@ -60,10 +61,7 @@ class ExpoBackend:
 
     def __init__(self) -> None:
         self.base_url = settings.EXPO_URL.rstrip("/")
-        self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=PARALLEL_REQUESTS * 2)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.session = make_session(PARALLEL_REQUESTS * 2)
         self.session.headers.update({"Accept": "application/json", "Accept-Encoding": "gzip, deflate"})
         if settings.EXPO_ACCESS_TOKEN:
             self.session.headers["Authorization"] = f"Bearer {settings.EXPO_ACCESS_TOKEN}"
