@@ -80,3 +80,19 @@ def _reset_fakes(request: pytest.FixtureRequest) -> Iterator[None]:
     running.reset()
     yield
     running.reset()
+
+
+def with_api_key(client):
+    """Django's test client holding a fresh API key; ``client.client_row`` is its ApiClient."""
+    from zerver.models import ApiClient
+
+    row, key = ApiClient.create("app")
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    client.client_row = row
+    return client
+
+
+@pytest.fixture
+def api(client, db):
+    """An API caller (test client with a key) inside the test's transaction."""
+    return with_api_key(client)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 
+from tests.conftest import with_api_key
 from zerver.lib import outbox
 from zerver.lib.queue import (
     EMAIL_NOTIFICATIONS_QUEUE,
@@ -16,7 +17,6 @@ from zerver.lib.queue import (
     get_queue_client,
     shard_queue_names,
 )
-from zerver.models import ApiClient
 
 SERVICE_QUEUES = [
     EMAIL_NOTIFICATIONS_QUEUE,
@@ -57,7 +57,4 @@ def service_queues(broker) -> Iterator[None]:
 def api(client, transactional_db) -> Any:
     """Django's test client holding a fresh API key (real commits, so after-commit publishing runs)."""
     outbox._skip_direct_until = 0.0  # a broker-down test before must not leave publishing to the relay
-    row, key = ApiClient.create("integration")
-    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-    client.client_row = row
-    return client
+    return with_api_key(client)

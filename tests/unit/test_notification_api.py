@@ -10,15 +10,6 @@ from zerver.models import ApiClient, Attempt, Notification, OutboxEvent, Status,
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def api(client):
-    """A Django test client with a fresh API key; ``api.client_row`` is its ApiClient."""
-    row, key = ApiClient.create("app")
-    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-    client.client_row = row
-    return client
-
-
 def send(api, body, raw=None):
     return api.post(
         "/api/v1/notifications/send", data=raw if raw is not None else json.dumps(body), content_type="application/json"

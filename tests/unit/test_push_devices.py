@@ -10,19 +10,11 @@ from model_bakery import baker
 from bouncer.models import RemotePushDevice, RemoteServer
 from zerver.lib.push import apns, tokens
 from zerver.lib.push.common import DELIVERED, EXPIRED, FAILED, RETRY
-from zerver.models import ApiClient, OutboxEvent, PushDevice
+from zerver.models import OutboxEvent, PushDevice
 
 pytestmark = pytest.mark.django_db
 
 APNS = "ab" * 32
-
-
-@pytest.fixture
-def api(client):
-    row, key = ApiClient.create("app")
-    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-    client.client_row = row
-    return client
 
 
 def register(api, **body):

@@ -120,25 +120,29 @@ class Processes:
         self.spawn(
             ["fakes", "--env-file", str(env_file), "--record-limit", str(record_limit)], dict(os.environ), "fakes"
         )
-        deadline = time.monotonic() + 30
-        while not env_file.exists() or not env_file.read_text().strip():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the fakes did not start; see {self.directory / 'fakes.log'}")
-            time.sleep(0.1)
+        self.wait(lambda: env_file.exists() and env_file.read_text().strip(), "fakes")
         return dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
 
     def start_bouncer(self, env: dict[str, str], port: int) -> str:
         self.spawn(["runserver", "--noreload", f"127.0.0.1:{port}"], env, "bouncer")
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
+
+        def answers() -> bool:
             try:
-                requests.get(url + "/health", timeout=1)
-                return url
+                return requests.get(url + "/health", timeout=1) is not None
             except requests.RequestException:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the bouncer did not start; see {self.directory / 'bouncer.log'}") from None
-                time.sleep(0.2)
+                return False
+
+        self.wait(answers, "bouncer")
+        return url
+
+    def wait(self, ready: Any, name: str, seconds: float = 30) -> None:
+        """Until ``ready()`` is true, or fail pointing at the child's log."""
+        deadline = time.monotonic() + seconds
+        while not ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {name} did not start; see {self.directory / (name + '.log')}")
+            time.sleep(0.1)
 
     def start_workers(self, queues: list[str], env: dict[str, str]) -> None:
         for n, queue in enumerate(queues):
@@ -217,35 +221,14 @@ def create_devices(client: ApiClient, options: Options, server: RemoteServer) ->
 
 def make_notifications(client: ApiClient, options: Options, first: int, count: int) -> list[Notification]:
     now = timezone.now()  # restamped when each is published
-    rows = []
-    for n in range(first, first + count):
-        if options.mode == "push":
-            rows.append(
-                Notification(
-                    client=client,
-                    type="push",
-                    recipient=f"bench-{n}",
-                    created_at=now,
-                    content={"title": "Bench", "body": f"notification {n}"},
-                )
-            )
-        elif options.mode == "email":
-            rows.append(
-                Notification(
-                    client=client,
-                    type="email",
-                    recipient=f"bench-{n}@example.com",
-                    created_at=now,
-                    subject=f"Bench {n}",
-                    content=f"notification {n}",
-                )
-            )
-        else:
-            rows.append(
-                Notification(
-                    client=client, type="sms", recipient=f"+1555{n:07d}", created_at=now, content=f"notification {n}"
-                )
-            )
+    fields = {
+        "push": lambda n: {"recipient": f"bench-{n}", "content": {"title": "Bench", "body": f"notification {n}"}},
+        "email": lambda n: {"recipient": f"bench-{n}@example.com", "subject": f"Bench {n}", "content": f"mail {n}"},
+        "sms": lambda n: {"recipient": f"+1555{n:07d}", "content": f"notification {n}"},
+    }[options.mode]
+    rows = [
+        Notification(client=client, type=options.mode, created_at=now, **fields(n)) for n in range(first, first + count)
+    ]
     Notification.objects.bulk_create(rows, batch_size=2000)
     return rows
 
