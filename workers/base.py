@@ -150,6 +150,8 @@ class QueueProcessingWorker:
     """
 
     queue_name: ClassVar[str]
+    # Whether production deployments run this worker (the framework's own test workers don't).
+    deployed: ClassVar[bool] = True
     max_retries: int = settings.QUEUE_MAX_RETRIES
     batch_size: int = 100
     # Seconds a batch may wait to fill before it is handed over.

@@ -18,6 +18,8 @@ from workers.base import InvalidEvent, QueueProcessingWorker, RetryLater, assign
 class NoopWorker(QueueProcessingWorker):
     """Consumes and drops events: measures the framework's own cost."""
 
+    deployed = False
+
     def consume(self, event: dict[str, Any]) -> None:
         pass
 
@@ -31,6 +33,8 @@ class TestWorker(QueueProcessingWorker):
     ``fail`` (raise an error with that text). An event without ``id`` is
     invalid.
     """
+
+    deployed = False
 
     def consume(self, event: dict[str, Any]) -> None:
         if "id" not in event:

@@ -133,9 +133,11 @@ def test_systemd_with_one_shard_wants_the_unsharded_push_worker():
 
 
 def test_default_queues_are_the_registered_ones_with_settings_sharding(settings):
-    assert {"noop", "test"} <= set(default_queues())
+    assert {"email_notifications", "sms_notifications", MOBILE, "message_notifications"} == set(default_queues())
+    assert not {"noop", "test"} & set(default_queues())  # the framework's own test workers stay out of production
+    settings.SHARDED_QUEUES = {**settings.SHARDED_QUEUES, MOBILE: 3}
+    assert default_queues().count(MOBILE) == 1  # without its shards
     settings.SHARDED_QUEUES = {**settings.SHARDED_QUEUES, "test": 3}
-    assert default_queues().count("test") == 1  # without its shards
     assert worker_names(["noop", "test"], shards=2) == ["noop", "test_shard1", "test_shard2", "test_shard3"]
 
 
@@ -194,7 +196,7 @@ def test_docker_compose_runs_one_service_per_rendered_worker():
     services = re.findall(
         r'^  worker-(\S+):\n    <<: \*worker\n    command: \[(.*)\]\n    expose: \["(\d+)"\]$', compose, re.M
     )
-    queues = [MOBILE, "email_notifications", "sms_notifications"]
+    queues = [MOBILE, "email_notifications", "sms_notifications", "message_notifications"]
     expected = worker_names(queues, shards)
     assert [name for name, _, _ in services] == expected
     for name, command, port in services:

@@ -41,7 +41,7 @@ from pathlib import Path
 from django.conf import settings
 from django.template import Context, Engine
 
-from workers.base import base_queue_name, registered_queues
+from workers.base import base_queue_name, get_worker_class, registered_queues
 from zerver.lib.queue import MOBILE_NOTIFICATIONS_QUEUE
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "deployment"
@@ -149,8 +149,9 @@ class Program:
 
 
 def default_queues() -> list[str]:
-    """The queues with a registered worker, without their shards."""
-    return list(dict.fromkeys(base_queue_name(name) for name in registered_queues()))
+    """The queues whose registered worker production runs, without their shards (not ``noop``/``test``)."""
+    names = dict.fromkeys(base_queue_name(name) for name in registered_queues())
+    return [name for name in names if get_worker_class(name).deployed]
 
 
 def shard_counts(shards: int) -> dict[str, int]:
@@ -187,7 +188,8 @@ def metrics_ports(config: DeploymentConfig, names: list[str], shards: int) -> di
     """
     if not config.metrics_base_port:
         return dict.fromkeys(names)
-    full = worker_names(default_queues(), shards)
+    registered = dict.fromkeys(base_queue_name(name) for name in registered_queues())
+    full = worker_names(list(registered), shards)
     full += [name for name in names if name not in full]
     ports = {name: config.metrics_base_port + full.index(name) for name in names}
     if ports and max(ports.values()) > 65535:
