@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from bouncer.models import ExpoTicket, RemotePushDevice, RemoteServer
+from zerver.lib.push.tokens import mask
 
 
 @admin.register(RemoteServer)
@@ -30,8 +31,6 @@ class RemotePushDeviceAdmin(admin.ModelAdmin):
 
     @admin.display(description="token")
     def token_masked(self, obj: RemotePushDevice) -> str:
-        from zerver.lib.push.tokens import mask
-
         return mask(obj.token)
 
 

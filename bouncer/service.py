@@ -119,8 +119,6 @@ def check_expo_receipts(min_age_seconds: float | None = None, limit: int = 10_00
     next push to those users (the device answers "expired"). Tickets whose
     receipt is not ready yet are kept for the next round.
     """
-    from zerver.lib.push.backends import backend_for
-
     age = settings.EXPO_RECEIPT_DELAY_SECONDS if min_age_seconds is None else min_age_seconds
     due = list(ExpoTicket.objects.filter(created_at__lte=timezone.now() - timedelta(seconds=age))[:limit])
     if not due:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from bouncer.models import RemotePushDevice, RemoteServer
+from zerver.actions.notifications import delivery_event
 from zerver.lib.push.bouncer_client import LOCAL_SERVER_UUID
 from zerver.lib.queue import (
     EMAIL_NOTIFICATIONS_QUEUE,
@@ -175,8 +177,6 @@ class Processes:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -231,12 +231,6 @@ def make_notifications(client: ApiClient, options: Options, first: int, count: i
     ]
     Notification.objects.bulk_create(rows, batch_size=2000)
     return rows
-
-
-def event_of(notification: Notification) -> dict[str, Any]:
-    from zerver.actions.notifications import delivery_event
-
-    return delivery_event(notification)
 
 
 # --- Watching ----------------------------------------------------------------------------
@@ -349,7 +343,7 @@ def _run(options: Options, result: Run, processes: Processes, progress: Any) -> 
         batch = rows[published : published + chunk]
         accepted = timezone.now()
         Notification.objects.filter(pk__in=[n.pk for n in batch]).update(created_at=accepted)
-        queue_json_publish_many(queue, [event_of(n) for n in batch])
+        queue_json_publish_many(queue, [delivery_event(n) for n in batch])
         for row in batch:
             # Push records name the notification; e-mail and SMS records their recipient.
             key = str(row.pk) if options.mode == "push" else row.recipient

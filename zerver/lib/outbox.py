@@ -16,6 +16,7 @@ from collections import defaultdict
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from zerver.lib.queue import QueueUnavailable, queue_json_publish_many
 from zerver.models import OutboxEvent
@@ -68,8 +69,6 @@ def relay_once(batch_size: int = 1000, min_age_seconds: float = 1.0) -> int:
     Rows younger than ``min_age_seconds`` are left to their request's own
     after-commit publish. ``skip_locked`` lets several relays share the work.
     """
-    from django.utils import timezone
-
     cutoff = timezone.now() - timezone.timedelta(seconds=min_age_seconds)
     with transaction.atomic():
         rows = list(
