@@ -254,3 +254,19 @@ def test_late_device_not_registered_receipt_expires_the_token(api, bouncer, prov
     assert second["status"] == "failed" and "no active device" not in second["error"]
     assert PushDevice.objects.get(pk=device_id).expired_at is not None
     assert len(providers.expo.control.received("notification", token)) == 1
+
+
+def test_apns_certificate_auth_delivers(providers, settings):
+    """The backend with a client certificate instead of a .p8 key (mTLS), against the fake."""
+    from zerver.lib.push.apns import ApnsBackend
+    from zerver.lib.push.common import DELIVERED, PushMessage
+
+    settings.APNS_AUTH_KEY_FILE = ""
+    backend = ApnsBackend()
+    token = apns_token(9)
+
+    [result] = backend.send([PushMessage("d1", token, APP, {"title": "T", "body": "certificate"})])
+
+    assert result.outcome == DELIVERED
+    [record] = providers.apns.control.received("notification", token)
+    assert record["auth"] == "certificate" and "authorization" not in record["headers"]

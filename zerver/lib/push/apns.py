@@ -108,7 +108,7 @@ class ApnsBackend:
                 key=key, key_id=settings.APNS_KEY_ID, team_id=settings.APNS_TEAM_ID, ssl_context=ssl_context, **common
             )
         else:
-            ssl_context.load_cert_chain(settings.APNS_CLIENT_CERT)
+            # aioapns loads the certificate into the context itself.
             client = APNs(client_cert=settings.APNS_CLIENT_CERT, ssl_context=ssl_context, **common)
         if settings.APNS_HOST:
             # aioapns has no endpoint setting: it dials its protocol class's APNS_SERVER:APNS_PORT.
