@@ -1,6 +1,9 @@
-"""Outgoing HTTP: one way to make a pooled ``requests`` session for a provider or the bouncer."""
+"""Outgoing HTTP: pooled ``requests`` sessions for the providers and the bouncer, and reading their answers."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import requests
 from django.conf import settings
@@ -21,3 +24,17 @@ def make_session(pool_size: int = 10) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def retry_after_seconds(header: str | None) -> float:
+    """An HTTP Retry-After header (seconds or an HTTP date) in seconds; 0 if absent or unreadable."""
+    if not header:
+        return 0.0
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(header) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return 0.0

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import requests
 from django.conf import settings
 
 from zerver.lib.delivery import SendError
-from zerver.lib.http import make_session
+from zerver.lib.http import make_session, retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -92,20 +90,6 @@ class TwilioBackend:
             transient=transient,
             retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
-
-
-def retry_after_seconds(header: str | None) -> float:
-    """An HTTP Retry-After header (seconds or an HTTP date) in seconds; 0 if absent or unreadable."""
-    if not header:
-        return 0.0
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(header) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return 0.0
 
 
 def get_backend() -> ConsoleBackend | TwilioBackend:

@@ -18,8 +18,7 @@ from django.conf import settings
 
 from workers.base import RetryLater
 from zerver.lib.api import ApiError
-from zerver.lib.http import make_session
-from zerver.lib.sms import retry_after_seconds
+from zerver.lib.http import make_session, retry_after_seconds
 
 # The RemoteServer row that stands for this deployment when the bouncer runs in-process.
 LOCAL_SERVER_UUID = uuid.UUID("00000000-0000-4000-8000-000000000001")

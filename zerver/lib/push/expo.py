@@ -18,9 +18,8 @@ from typing import Any
 import requests
 from django.conf import settings
 
-from zerver.lib.http import make_session
+from zerver.lib.http import make_session, retry_after_seconds
 from zerver.lib.push.common import DELIVERED, EXPIRED, FAILED, RETRY, PushMessage, PushResult, is_remove
-from zerver.lib.sms import retry_after_seconds
 
 logger = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ import requests
 from django.conf import settings
 from firebase_admin import credentials, exceptions, messaging
 
+from zerver.lib.http import retry_after_seconds
 from zerver.lib.push.common import DELIVERED, EXPIRED, FAILED, RETRY, PushMessage, PushResult, alert_text, is_remove
 
 APP_NAME = "notifications"
@@ -71,11 +72,10 @@ def result_of(response: messaging.SendResponse) -> PushResult:
     if isinstance(error, exceptions.InvalidArgumentError) and "registration token" in str(error):
         return PushResult(EXPIRED, text)
     if isinstance(error, RETRY_ERRORS):
-        retry_after = 0.0
         http = getattr(error, "http_response", None)
-        if http is not None and http.headers.get("Retry-After", "").isdigit():
-            retry_after = float(http.headers["Retry-After"])
-        return PushResult(RETRY, text, retry_after)
+        return PushResult(
+            RETRY, text, retry_after_seconds(http.headers.get("Retry-After") if http is not None else None)
+        )
     return PushResult(FAILED, text)
 
 
