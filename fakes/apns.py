@@ -18,10 +18,10 @@ So, without patching anything global:
 * pass ``ssl_context=ssl.create_default_context(cafile=APNS_CA_FILE)`` to
   ``APNs(...)`` (a public argument) so the fake's certificate is trusted, and
 * give that client's pool a subclass of its protocol class with the fake's
-  host and port: :func:`point_aioapns_at` does exactly this::
+  host and port: :func:`zerver.lib.push.apns.point_at` does exactly this::
 
       client = APNs(key=..., key_id=..., team_id=..., topic=..., ssl_context=ctx)
-      point_aioapns_at(client, "127.0.0.1", port)
+      point_at(client, "127.0.0.1", port)
 
 Token auth (``key=``) and certificate auth (``client_cert=APNS_CLIENT_CERT``,
 mTLS with a certificate signed by the fake's CA) are both accepted.
@@ -118,17 +118,6 @@ REASON_FOR_STATUS = {
     500: "InternalServerError",
     503: "ServiceUnavailable",
 }
-
-
-def point_aioapns_at(client: Any, host: str, port: int) -> None:
-    """Make an ``aioapns.APNs`` client connect to ``host:port`` instead of Apple.
-
-    Replaces the protocol class of this client's pool (only) by a subclass
-    whose ``APNS_SERVER``/``APNS_PORT`` are the fake's; the TLS server name and
-    ``host`` header become ``host``, which the fake's certificate covers.
-    """
-    base = client.pool.protocol_class
-    client.pool.protocol_class = type(f"Fake{base.__name__}", (base,), {"APNS_SERVER": host, "APNS_PORT": port})
 
 
 def generate_auth_key() -> str:

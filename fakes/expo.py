@@ -178,6 +178,3 @@ class ExpoFake(HttpFake):
         self.control.record("receipts", None, "ok", ids=len(ids))
         # Unknown ids (never issued, or expired) are left out, as Expo does.
         return json_response({"data": {i: self.receipts[i] for i in ids if i in self.receipts}})
-
-    def reset_receipts(self) -> None:
-        self.receipts.clear()

@@ -15,11 +15,11 @@ Pointing firebase-admin 7.x at the fake
 tokens from the fake, since the token URI comes from the service account.
 The send URL has no option nor emulator variable: ``messaging`` builds it
 once per app from the class constant ``_MessagingService.FCM_URL`` into the
-per-app service's ``_fcm_url``. :func:`point_firebase_at` sets that attribute
+per-app service's ``_fcm_url``. :func:`zerver.lib.push.fcm.point_at` sets that attribute
 on one app's service, which leaves other apps and the module alone::
 
     app = firebase_admin.initialize_app(credentials.Certificate(sa), name="fake")
-    point_firebase_at(app, fake.url)
+    point_at(app, fake.url)
     messaging.send_each(messages, app=app)
 
 Note firebase-admin's own retries (urllib3, ``DEFAULT_RETRY_CONFIG``): 500
@@ -78,14 +78,6 @@ ERROR_FOR_STATUS = {
 }
 # FCM answers QUOTA_EXCEEDED with a Retry-After; a rule may set its own.
 DEFAULT_RETRY_AFTER = {"QUOTA_EXCEEDED": 1.0}
-
-
-def point_firebase_at(app: Any, base_url: str) -> None:
-    """Send this firebase-admin app's FCM requests to ``base_url`` (the fake's URL) instead of Google."""
-    from firebase_admin import messaging
-
-    service = messaging._get_messaging_service(app)
-    service._fcm_url = f"{base_url}/v1/projects/{service._project_id}/messages:send"
 
 
 def rpc_error(http_status: int, rpc_status: str, message: str, fcm_code: str | None = None) -> dict[str, Any]:

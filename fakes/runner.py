@@ -91,10 +91,6 @@ class Fakes:
 
     # Shortcuts for fixtures.
     @property
-    def apns_cert_path(self) -> str:
-        return str(self.apns.ca_file)
-
-    @property
     def fcm_service_account(self) -> dict[str, str]:
         return self.fcm.service_account
 

@@ -26,10 +26,11 @@ from django.core.mail import send_mail
 from firebase_admin import credentials, messaging
 from firebase_admin import exceptions as firebase_exceptions
 
-from fakes.apns import generate_auth_key, point_aioapns_at
-from fakes.fcm import point_firebase_at
+from fakes.apns import generate_auth_key
 from fakes.runner import Fakes
 from tests.helpers import ROOT
+from zerver.lib.push.apns import point_at as apns_point_at
+from zerver.lib.push.fcm import point_at as fcm_point_at
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,7 @@ def aioapns_client(fakes: Fakes, **kwargs) -> APNs:
         ssl_context=apns.tls.client_context(),
         **kwargs,
     )
-    point_aioapns_at(client, apns.host, apns.port)
+    apns_point_at(client, apns.host, apns.port)
     return client
 
 
@@ -134,7 +135,7 @@ def test_aioapns_reports_unregistered_with_timestamp_and_bad_tokens(fakes):
 def test_aioapns_certificate_authentication(fakes):
     def make_client() -> APNs:
         client = APNs(client_cert=str(fakes.apns.tls.client_cert), ssl_context=fakes.apns.tls.client_context())
-        point_aioapns_at(client, fakes.apns.host, fakes.apns.port)
+        apns_point_at(client, fakes.apns.host, fakes.apns.port)
         return client
 
     (result,) = send_apns(make_client, [NotificationRequest(device_token=apns_token(5), message={"aps": {}})])
@@ -223,7 +224,7 @@ def test_apns_rules_over_the_control_port(fakes):
 @pytest.fixture
 def firebase_app(fakes):
     app = firebase_admin.initialize_app(credentials.Certificate(fakes.fcm_service_account), name=f"fake-{uuid.uuid4()}")
-    point_firebase_at(app, fakes.fcm.url)
+    fcm_point_at(app, fakes.fcm.url)
     yield app
     firebase_admin.delete_app(app)
 
@@ -281,7 +282,7 @@ def test_fcm_refuses_a_service_account_with_another_key(fakes):
         ).decode(),
     }
     app = firebase_admin.initialize_app(credentials.Certificate(account), name=f"forged-{uuid.uuid4()}")
-    point_firebase_at(app, fakes.fcm.url)
+    fcm_point_at(app, fakes.fcm.url)
     try:
         with pytest.raises(Exception) as raised:
             messaging.send(messaging.Message(fid="fid-1"), app=app)

@@ -80,6 +80,17 @@ def notification_request(message: PushMessage) -> NotificationRequest | None:
     )
 
 
+def point_at(client: APNs, host: str, port: int) -> None:
+    """Make this aioapns client (only) connect to ``host:port`` instead of Apple.
+
+    aioapns has no endpoint setting: its pool dials its protocol class's
+    ``APNS_SERVER``/``APNS_PORT``, so the pool gets a subclass with ours (the
+    TLS server name and ``host`` header become ``host``).
+    """
+    base = client.pool.protocol_class
+    client.pool.protocol_class = type(f"Configured{base.__name__}", (base,), {"APNS_SERVER": host, "APNS_PORT": port})
+
+
 async def _ignore_error(request: NotificationRequest, result: Any) -> None:
     """aioapns would log failures itself; the outcome is ours to report, without the token."""
 
@@ -111,13 +122,7 @@ class ApnsBackend:
             # aioapns loads the certificate into the context itself.
             client = APNs(client_cert=settings.APNS_CLIENT_CERT, ssl_context=ssl_context, **common)
         if settings.APNS_HOST:
-            # aioapns has no endpoint setting: it dials its protocol class's APNS_SERVER:APNS_PORT.
-            base = client.pool.protocol_class
-            client.pool.protocol_class = type(
-                f"Configured{base.__name__}",
-                (base,),
-                {"APNS_SERVER": settings.APNS_HOST, "APNS_PORT": settings.APNS_PORT},
-            )
+            point_at(client, settings.APNS_HOST, settings.APNS_PORT)
         return client
 
     def send(self, messages: list[PushMessage]) -> list[PushResult]:

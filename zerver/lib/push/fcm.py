@@ -79,6 +79,15 @@ def result_of(response: messaging.SendResponse) -> PushResult:
     return PushResult(FAILED, text)
 
 
+def point_at(app: firebase_admin.App, base_url: str) -> None:
+    """Send this firebase-admin app's FCM requests to ``base_url`` instead of Google.
+
+    firebase-admin has no endpoint setting; its send URL is this attribute of the app's service.
+    """
+    service = messaging._get_messaging_service(app)
+    service._fcm_url = f"{base_url.rstrip('/')}/v1/projects/{service._project_id}/messages:send"
+
+
 class FcmBackend:
     platform = "fcm"
 
@@ -91,10 +100,9 @@ class FcmBackend:
                 self.app = firebase_admin.initialize_app(
                     cred, {"httpTimeout": settings.PUSH_PROVIDER_TIMEOUT}, name=APP_NAME
                 )
-        service = messaging._get_messaging_service(self.app)
         if settings.FCM_URL:
-            # firebase-admin has no endpoint setting; its send URL is this attribute.
-            service._fcm_url = f"{settings.FCM_URL.rstrip('/')}/v1/projects/{service._project_id}/messages:send"
+            point_at(self.app, settings.FCM_URL)
+        service = messaging._get_messaging_service(self.app)
         prefix = service._fcm_url.split("/v1/")[0]
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=1,
