@@ -116,6 +116,8 @@ RABBITMQ_HEARTBEAT = env_int("RABBITMQ_HEARTBEAT", 60)
 QUEUE_RETRY_BASE_SECONDS = env_float("QUEUE_RETRY_BASE_SECONDS", 1.0)
 QUEUE_RETRY_MAX_SECONDS = env_float("QUEUE_RETRY_MAX_SECONDS", 600.0)
 QUEUE_MAX_RETRIES = env_int("QUEUE_MAX_RETRIES", 5)
+# The largest event body published or consumed; a larger one is refused at publish and dead-lettered at consume.
+QUEUE_MAX_MESSAGE_BYTES = env_int("QUEUE_MAX_MESSAGE_BYTES", 1024 * 1024)
 
 # Zulip's sharding of the mobile queue: with N > 1 shards, events go to
 # missedmessage_mobile_notifications_shard1..N by user id.

@@ -243,8 +243,7 @@ class QueueProcessingWorker:
             try:
                 self.consume_batch(valid)
             except Exception as e:
-                for message in valid:
-                    message.fail(message.failure or e)
+                self.batch_failed(valid, e)
             finally:
                 close_old_connections()
         # Acks are cumulative, so settle up to the first message a stop left unhandled.
@@ -264,6 +263,34 @@ class QueueProcessingWorker:
             self.client.ack_through(settled[-1].delivery_tag)
         metrics.last_event.labels(self.queue_name).set(time.time())
         metrics.batch_seconds.labels(self.queue_name).observe(time.perf_counter() - started)
+
+    def batch_failed(self, messages: list[QueueMessage], error: Exception) -> None:
+        """``consume_batch`` raised: find out which event it was, so that event alone fails.
+
+        A transient error (the database went away) retries the whole batch.
+        Any other error is taken to be one event's fault: each event not yet
+        settled is consumed again on its own, so the poison fails alone and
+        the rest of the batch is delivered. Consumers are idempotent by
+        notification id, so an event done before the error is not done twice.
+        """
+        if is_transient(error) or len(messages) == 1:
+            for message in messages:
+                message.fail(message.failure or error)
+            return
+        logger.warning(
+            "%s: a batch of %d failed (%s); consuming its events one by one",
+            self.queue_name,
+            len(messages),
+            describe(error),
+        )
+        for message in messages:
+            if message.failure is not None or message.deferred:
+                continue
+            close_old_connections()
+            try:
+                self.consume_batch([message])
+            except Exception as e:
+                message.fail(message.failure or e)
 
     def settle(self, messages: list[QueueMessage]) -> list[tuple[str, bytes, dict[str, Any]]]:
         """What to re-publish for failed messages: a retry, or a dead letter."""

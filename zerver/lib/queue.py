@@ -160,8 +160,17 @@ def route(queue_name: str, event: dict[str, Any]) -> str:
     return f"{queue_name}_shard{number % shards + 1}"
 
 
+class MessageTooLarge(ValueError):
+    """An event whose JSON is over ``QUEUE_MAX_MESSAGE_BYTES``: it is refused at publish, not sent."""
+
+
 def encode(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":")).encode()
+    body = json.dumps(event, separators=(",", ":")).encode()
+    if len(body) > settings.QUEUE_MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(
+            f"event is {len(body)} bytes, over QUEUE_MAX_MESSAGE_BYTES ({settings.QUEUE_MAX_MESSAGE_BYTES})"
+        )
+    return body
 
 
 # --- What a consumer receives --------------------------------------------------
@@ -202,10 +211,21 @@ class QueueMessage:
         cls, queue_name: str, body: bytes, headers: dict[str, Any] | None, delivery_tag: int, redelivered: bool
     ) -> QueueMessage:
         message = cls(queue_name, body, dict(headers or {}), delivery_tag, redelivered)
+        if len(body) > settings.QUEUE_MAX_MESSAGE_BYTES:
+            message.malformed = (
+                f"body is {len(body)} bytes, over QUEUE_MAX_MESSAGE_BYTES ({settings.QUEUE_MAX_MESSAGE_BYTES})"
+            )
+            return message
         try:
             event = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             message.malformed = f"body is not valid JSON: {e}"
+            return message
+        except RecursionError:
+            message.malformed = "body is JSON nested too deeply to decode"
+            return message
+        except Exception as e:  # whatever else a body can do to the decoder affects this message alone
+            message.malformed = f"body cannot be decoded: {type(e).__name__}: {e}"
             return message
         if not isinstance(event, dict):
             message.malformed = f"body is JSON {type(event).__name__}, not an object"
