@@ -147,7 +147,10 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"pika": {"level": "WARNING"}},
+    # pika logs each failed connection try as several ERROR lines and a traceback; the queue client and
+    # the workers say it in one line ("cannot reach RabbitMQ at host:port (connection refused); retrying
+    # in 4.0 s"), so pika's own records show only when debugging.
+    "loggers": {"pika": {"level": "DEBUG" if os.environ.get("LOG_LEVEL") == "DEBUG" else "CRITICAL"}},
 }
 
 # --- E-mail -------------------------------------------------------------------

@@ -212,14 +212,17 @@ class QueueProcessingWorker:
         """Consume until :meth:`stop`, reconnecting with backoff whenever the broker goes away."""
         logger.info("worker %s consuming %s", type(self).__name__, self.queue_name)
         pause = 0.5
+        connected_once = False
         while not self._stop.is_set():
             self.client = QueueClient()
+            self.client.connected_once = connected_once
             try:
                 for batch in self.client.consume_batches(self.queue_name, self.batch_size, self._tick, self.batch_wait):
                     self.process_batch(batch)
                     pause = 0.5
             except CONNECTION_ERRORS as e:
-                logger.warning("%s: broker connection lost (%r); reconnecting in %.1fs", self.queue_name, e, pause)
+                connected_once = self.client.connected_once
+                logger.warning("%s: %s; retrying in %.1f s", self.queue_name, self.client.connection_problem(e), pause)
                 self._tick()  # alive, though waiting for the broker
                 self._stop.wait(pause)
                 pause = min(pause * 2, 30.0)

@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
@@ -263,9 +264,37 @@ class QueueClient:
             params.connection_attempts = 1
             params.socket_timeout = 5
             self.connection = pika.BlockingConnection(params)
+            self.connected_once = True
             self._publish_channel = self._consume_channel = None
             self._declared.clear()
         return self.connection
+
+    connected_once = False
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the broker (never the credentials in the URL)."""
+        parts = urlsplit(self.url or settings.RABBITMQ_URL)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5672}"
+
+    def connection_problem(self, error: BaseException) -> str:
+        """One line an operator understands: could it never connect, or did it lose the connection, and why."""
+        text = repr(error).lower()
+        if "refused" in text:
+            why = "connection refused"
+        elif "timed out" in text or "timeout" in text:
+            why = "timed out"
+        elif "name or service not known" in text or "gaierror" in text:
+            why = "unknown host"
+        elif "access_refused" in text or "authentication" in text:
+            why = "login refused"
+        elif isinstance(error, pika.exceptions.StreamLostError):
+            why = "connection dropped"
+        else:
+            why = type(error).__name__
+        if self.connected_once:
+            return f"lost the connection to RabbitMQ at {self.address} ({why})"
+        return f"cannot reach RabbitMQ at {self.address} ({why})"
 
     @property
     def publish_channel(self) -> Any:
@@ -312,7 +341,7 @@ class QueueClient:
                 self.close()
                 if time.monotonic() + pause > deadline:
                     raise QueueUnavailable(f"RabbitMQ unreachable: {e!r}") from e
-                logger.warning("RabbitMQ connection lost (%r); reconnecting in %.2fs", e, pause)
+                logger.warning("%s; retrying in %.2f s", self.connection_problem(e), pause)
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
 
