@@ -138,6 +138,13 @@ QUEUE_DEPTH_CACHE_SECONDS = env_float("QUEUE_DEPTH_CACHE_SECONDS", 5.0)
 # Workers write a heartbeat at most this often, busy or idle; /health calls one stale after the second.
 WORKER_HEARTBEAT_INTERVAL_SECONDS = env_float("WORKER_HEARTBEAT_INTERVAL_SECONDS", 5.0)
 WORKER_HEARTBEAT_STALE_SECONDS = env_float("WORKER_HEARTBEAT_STALE_SECONDS", 60.0)
+# The workers /health expects a heartbeat from, comma-separated (shards spelled out, e.g.
+# missedmessage_mobile_notifications_shard1); unset: every deployed queue and shard, as the units run them.
+HEALTH_EXPECTED_WORKERS = (
+    [q.strip() for q in os.environ["HEALTH_EXPECTED_WORKERS"].split(",") if q.strip()]
+    if "HEALTH_EXPECTED_WORKERS" in os.environ
+    else None
+)
 
 LOGGING = {
     "version": 1,

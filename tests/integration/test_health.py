@@ -26,7 +26,8 @@ def dead_port() -> int:
         return s.getsockname()[1]
 
 
-def test_healthy_when_database_broker_and_workers_are(client, broker):
+def test_healthy_when_database_broker_and_workers_are(client, broker, settings):
+    settings.HEALTH_EXPECTED_WORKERS = ["test"]
     WorkerHeartbeat.objects.create(queue_name="test", hostname="h1", pid=1)
 
     response = client.get("/health")
@@ -43,6 +44,7 @@ def test_healthy_when_database_broker_and_workers_are(client, broker):
 
 
 def test_503_while_the_broker_is_unreachable_and_200_once_it_is_back(client, settings):
+    settings.HEALTH_EXPECTED_WORKERS = []
     good_url = settings.RABBITMQ_URL
     settings.RABBITMQ_URL = f"amqp://guest:s3cret-pw@127.0.0.1:{dead_port()}/"
 
@@ -57,7 +59,35 @@ def test_503_while_the_broker_is_unreachable_and_200_once_it_is_back(client, set
     assert client.get("/health").status_code == 200
 
 
+def test_503_with_no_worker_running(client, broker, settings):
+    settings.HEALTH_EXPECTED_WORKERS = None  # what the deployment's settings say it runs
+    settings.MOBILE_NOTIFICATIONS_SHARDS = 2
+    WorkerHeartbeat.objects.create(queue_name="email_notifications", hostname="h1", pid=1)
+
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    workers = {w["queue"]: w.get("error", "ok") for w in response.json()["checks"]["workers"]["workers"]}
+    assert workers == {
+        "email_notifications": "ok",
+        "message_notifications": "missing",
+        "missedmessage_mobile_notifications_shard1": "missing",
+        "missedmessage_mobile_notifications_shard2": "missing",
+        "sms_notifications": "missing",
+    }
+    # The API itself is still ready to take requests: workers are not its business.
+    assert client.get("/health/ready").status_code == 200
+    assert client.get("/health/live").json() == {"status": "alive"}
+
+
+def test_no_worker_is_expected_in_inline_mode(client, broker, settings):
+    settings.HEALTH_EXPECTED_WORKERS = None
+    settings.QUEUE_BACKEND = "inline"
+    assert client.get("/health").json()["checks"]["workers"] == {"ok": True, "workers": []}
+
+
 def test_503_on_a_stale_heartbeat(client, settings):
+    settings.HEALTH_EXPECTED_WORKERS = ["email_notifications", "sms_notifications"]
     settings.WORKER_HEARTBEAT_STALE_SECONDS = 30
     WorkerHeartbeat.objects.create(queue_name="email_notifications", hostname="h1", pid=1)
     WorkerHeartbeat.objects.create(
@@ -84,6 +114,7 @@ def test_503_when_the_database_is_down(client, monkeypatch):
     assert response.status_code == 503
     assert response.json()["checks"]["database"] == {"ok": False, "error": "OperationalError"}
     assert b"db.internal" not in response.content
+    assert client.get("/health/ready").status_code == 503
 
 
 @pytest.mark.django_db(transaction=True)
