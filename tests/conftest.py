@@ -7,6 +7,9 @@ from fakes.runner import Fakes, start_fakes
 from zerver.lib import sandbox
 from zerver.lib.queue import QueueClient, shard_queue_names
 
+# The fault suite stops and restarts its servers: it runs on private ones, by `python -m tests.faults`.
+collect_ignore = [] if os.environ.get("FAULT_SUITE") else ["faults"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def rabbitmq_vhost() -> Iterator[str]:

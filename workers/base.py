@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 
 from workers import metrics
 from zerver.lib.queue import (
@@ -72,6 +72,18 @@ class RetryLater(Exception):
 def is_transient(error: BaseException) -> bool:
     """Worth retrying: a RetryLater, or the database refusing for now (a deadlock, a lost connection)."""
     return isinstance(error, (RetryLater, OperationalError, InterfaceError))
+
+
+def database_answers() -> bool:
+    """Whether the database takes a query now (on a fresh connection)."""
+    close_old_connections()
+    try:
+        connections["default"].close()
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except DatabaseError:
+        return False
 
 
 class InvalidEvent(Exception):
@@ -242,13 +254,7 @@ class QueueProcessingWorker:
         metrics.consumed.labels(self.queue_name).inc(len(messages))
         valid = [m for m in messages if m.malformed is None]
         if valid:
-            close_old_connections()
-            try:
-                self.consume_batch(valid)
-            except Exception as e:
-                self.batch_failed(valid, e)
-            finally:
-                close_old_connections()
+            self.consume_valid(valid)
         # Acks are cumulative, so settle up to the first message a stop left unhandled.
         cut = next((i for i, m in enumerate(messages) if m.deferred), len(messages))
         settled = messages[:cut]
@@ -266,6 +272,64 @@ class QueueProcessingWorker:
             self.client.ack_through(settled[-1].delivery_tag)
         metrics.last_event.labels(self.queue_name).set(time.time())
         metrics.batch_seconds.labels(self.queue_name).observe(time.perf_counter() - started)
+
+    def consume_valid(self, messages: list[QueueMessage]) -> None:
+        """:meth:`consume_batch`, outliving a database outage.
+
+        While the database is down the batch stays in hand, unacknowledged:
+        the worker waits for the database and consumes the batch again, so
+        an outage spends no event's retries and strands nothing. A database
+        error with the database up (a deadlock) is an ordinary transient
+        failure of the batch.
+        """
+        while True:
+            close_old_connections()
+            try:
+                self.consume_batch(messages)
+                return
+            except (OperationalError, InterfaceError) as e:
+                if database_answers():
+                    self.batch_failed(messages, e)
+                    return
+                for message in messages:
+                    message.failure = None
+                if not self.wait_for_database(e):
+                    for message in messages:
+                        message.deferred = True  # stopping: the broker hands the batch to the next worker
+                    return
+            except Exception as e:
+                self.batch_failed(messages, e)
+                return
+            finally:
+                close_old_connections()
+
+    def wait_for_database(self, error: Exception) -> bool:
+        """Until the database answers (True), or the worker is asked to stop (False); one log line a try."""
+        pause = 0.5
+        while not self._stop.is_set():
+            logger.warning(
+                "%s: database unavailable (%s); holding the batch, trying again in %.1f s",
+                self.queue_name,
+                describe(error),
+                pause,
+            )
+            self.sleep(pause)
+            if database_answers():
+                logger.info("%s: database back; consuming the batch again", self.queue_name)
+                return True
+            pause = min(pause * 2, 30.0)
+        return False
+
+    def sleep(self, seconds: float) -> None:
+        """Wait, keeping the broker connection's heartbeats going (the batch in hand stays ours)."""
+        connection = self.client.connection if self.client is not None else None
+        if connection is not None and connection.is_open:
+            try:
+                connection.sleep(seconds)
+                return
+            except CONNECTION_ERRORS:
+                pass
+        self._stop.wait(seconds)
 
     def batch_failed(self, messages: list[QueueMessage], error: Exception) -> None:
         """``consume_batch`` raised: find out which event it was, so that event alone fails.

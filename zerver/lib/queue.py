@@ -368,9 +368,13 @@ class QueueClient:
 
     def delete(self, queue_name: str) -> None:
         """Delete a queue with its retry and dead-letter queues (tests, tear-down)."""
-        channel = self.publish_channel
-        for name in [queue_name, dlq_name(queue_name)] + [retry_queue_name(queue_name, d) for d in retry_delays()]:
-            channel.queue_delete(name)
+
+        def delete() -> None:
+            channel = self.publish_channel
+            for name in [queue_name, dlq_name(queue_name)] + [retry_queue_name(queue_name, d) for d in retry_delays()]:
+                channel.queue_delete(name)
+
+        self.with_reconnect(delete)
         self._declared.discard(queue_name)
 
     def message_count(self, queue_name: str) -> int:
