@@ -120,10 +120,24 @@ RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672
 # How long a publisher keeps trying to reach a broker that went away, in total.
 RABBITMQ_RECONNECT_SECONDS = env_float("RABBITMQ_RECONNECT_SECONDS", 10.0)
 RABBITMQ_HEARTBEAT = env_int("RABBITMQ_HEARTBEAT", 60)
-# Retry backoff: attempt n waits base * 2**(n-1) seconds, never more than the cap.
+# Retry backoff: after failed attempt n, a random wait up to base * 2**(n-1) seconds ("full jitter"),
+# never more than the cap, never less than a provider's Retry-After.
 QUEUE_RETRY_BASE_SECONDS = env_float("QUEUE_RETRY_BASE_SECONDS", 1.0)
-QUEUE_RETRY_MAX_SECONDS = env_float("QUEUE_RETRY_MAX_SECONDS", 600.0)
+QUEUE_RETRY_MAX_SECONDS = env_float("QUEUE_RETRY_MAX_SECONDS", 300.0)
+# Events that carry a deadline (every notification's) retry until it; others give up after this many retries.
 QUEUE_MAX_RETRIES = env_int("QUEUE_MAX_RETRIES", 5)
+# How long a notification may take to be delivered, per channel, unless the request gives a `ttl`.
+DELIVERY_TTL_SECONDS = {
+    "push": env_float("PUSH_TTL_SECONDS", 3600.0),
+    "email": env_float("EMAIL_TTL_SECONDS", 86400.0),
+    "sms": env_float("SMS_TTL_SECONDS", 86400.0),
+}
+# The reaper (run by outbox_relay every REAPER_INTERVAL_SECONDS) re-enqueues an unfinished notification
+# that has not moved for REAPER_STRANDED_SECONDS (longer than any retry wait), and expires those past
+# their deadline. /health turns unhealthy when the oldest unfinished one is older than the last setting.
+REAPER_INTERVAL_SECONDS = env_float("REAPER_INTERVAL_SECONDS", 30.0)
+REAPER_STRANDED_SECONDS = env_float("REAPER_STRANDED_SECONDS", 900.0)
+HEALTH_MAX_UNFINISHED_SECONDS = env_float("HEALTH_MAX_UNFINISHED_SECONDS", 1800.0)
 # The largest event body published or consumed; a larger one is refused at publish and dead-lettered at consume.
 QUEUE_MAX_MESSAGE_BYTES = env_int("QUEUE_MAX_MESSAGE_BYTES", 1024 * 1024)
 

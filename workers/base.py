@@ -43,8 +43,8 @@ from zerver.lib.queue import (
     QueueMessage,
     dlq_name,
     encode,
-    retry_delay,
     retry_queue_name,
+    retry_wait,
     shard_count,
     shard_queue_names,
 )
@@ -262,12 +262,14 @@ class QueueProcessingWorker:
         if republish:
             self.client.publish_raw(republish)
         for message in settled:
-            if message.dead_letter_reason is not None:
-                try:
+            try:
+                if message.dead_letter_reason is not None:
                     self.dead_lettered(message, message.dead_letter_reason)
-                except Exception:
-                    # The event is safe in the DLQ; a failed follow-up must not redeliver it.
-                    logger.exception("%s: dead_lettered hook failed", self.queue_name)
+                elif message.expired_reason is not None:
+                    self.expired(message, message.expired_reason)
+            except Exception:
+                # The event is settled (in the DLQ, or past its deadline); a failed follow-up must not redeliver it.
+                logger.exception("%s: follow-up of a settled event failed", self.queue_name)
         if settled:
             self.client.ack_through(settled[-1].delivery_tag)
         metrics.last_event.labels(self.queue_name).set(time.time())
@@ -368,26 +370,36 @@ class QueueProcessingWorker:
                 out.append(self.dead_letter(message, f"malformed event: {message.malformed}", None))
             elif error is None:
                 metrics.succeeded.labels(self.queue_name).inc()
+            elif is_transient(error) and message.deadline is not None:
+                delay = retry_wait(message.attempt, getattr(error, "delay", 0.0))
+                if time.time() + delay > message.deadline:
+                    message.expired_reason = f"expired after {message.attempt} attempts: {error}"
+                    metrics.expired.labels(self.queue_name).inc()
+                    logger.info("%s: %s", self.queue_name, message.expired_reason)
+                else:
+                    out.append(self.retry(message, error, delay))
             elif is_transient(error) and message.attempt <= self.max_retries:
-                delay = retry_delay(message.attempt, getattr(error, "delay", 0.0))
-                replacement = getattr(error, "event", None)
-                body = encode(replacement) if replacement is not None else message.body
-                headers = {**message.headers, ATTEMPT_HEADER: message.attempt + 1, "x-retry-reason": str(error)[:500]}
-                out.append((retry_queue_name(self.queue_name, delay), body, headers))
-                metrics.retried.labels(self.queue_name).inc()
-                logger.info(
-                    "%s: attempt %d failed (%s); retrying in %.2fs",
-                    self.queue_name,
-                    message.attempt,
-                    describe(error),
-                    delay,
-                )
+                out.append(self.retry(message, error, retry_wait(message.attempt, getattr(error, "delay", 0.0))))
             elif is_transient(error):
                 reason = f"gave up after {message.attempt} attempts ({self.max_retries} retries): {error}"
                 out.append(self.dead_letter(message, reason, error))
             else:
                 out.append(self.dead_letter(message, describe(error), error))
         return out
+
+    def retry(self, message: QueueMessage, error: BaseException, delay: float) -> tuple[str, bytes, dict[str, Any]]:
+        """The message again, on the retry queue of ``delay``, its attempt count raised."""
+        replacement = getattr(error, "event", None)
+        body = encode(replacement) if replacement is not None else message.body
+        headers = {**message.headers, ATTEMPT_HEADER: message.attempt + 1, "x-retry-reason": str(error)[:500]}
+        metrics.retried.labels(self.queue_name).inc()
+        logger.info(
+            "%s: attempt %d failed (%s); retrying in %.2fs", self.queue_name, message.attempt, describe(error), delay
+        )
+        return (retry_queue_name(self.queue_name, delay), body, headers)
+
+    def expired(self, message: QueueMessage, reason: str) -> None:
+        """Called once an event whose deadline passed is acknowledged: e.g. mark its notification expired."""
 
     def dead_lettered(self, message: QueueMessage, reason: str) -> None:
         """Called once a message is safely in the dead-letter queue: e.g. mark its notification failed."""

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 
 from workers import metrics
 from zerver.models import Attempt, Notification, Status
@@ -36,7 +37,28 @@ def claim(ids: list[uuid.UUID]) -> list[Notification]:
 
 
 # What the channels read of a notification to deliver it.
-DELIVERY_FIELDS = ("type", "recipient", "subject", "content", "html", "details", "created_at")
+DELIVERY_FIELDS = ("type", "recipient", "subject", "content", "html", "details", "created_at", "expires_at")
+
+
+def past_deadline(notification: Notification) -> bool:
+    return notification.expires_at is not None and notification.expires_at <= timezone.now()
+
+
+def expire(ids: list[uuid.UUID], reason: str) -> int:
+    """Their deadline passed before they were delivered: they end ``expired``, counted; returns how many moved."""
+    moved = Notification.bulk_transition(ids, Status.EXPIRED, load=("type",), error=reason[:2000])
+    for notification in moved:
+        metrics.notifications_expired.labels(queue_label(notification), reason_label(reason)).inc()
+    return len(moved)
+
+
+def reason_label(reason: str) -> str:
+    """A bounded metric label for why a notification expired."""
+    if reason.startswith("expired after"):
+        return "retries_past_deadline"
+    if reason.startswith("stranded"):
+        return "stranded_past_deadline"
+    return "deadline_before_sending"
 
 
 @dataclass

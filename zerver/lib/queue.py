@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 import zlib
@@ -107,6 +108,18 @@ def retry_delay(attempt: int, at_least: float = 0.0) -> float:
     Retry-After), rounded up to the next declared step and never beyond the cap.
     """
     wanted = max(settings.QUEUE_RETRY_BASE_SECONDS * 2 ** (attempt - 1), at_least)
+    return next((d for d in retry_delays() if d >= wanted), settings.QUEUE_RETRY_MAX_SECONDS)
+
+
+def retry_wait(attempt: int, at_least: float = 0.0) -> float:
+    """A jittered wait before retrying after failed attempt ``attempt``: "full jitter" over :func:`retry_delay`.
+
+    Uniform between nothing and the exponential delay, so the events of one
+    outage do not come back all at once; raised to ``at_least`` (Retry-After,
+    the floor) and rounded up to a declared step, so never below the base.
+    """
+    ceiling = retry_delay(attempt)
+    wanted = max(random.uniform(0.0, ceiling), at_least)
     return next((d for d in retry_delays() if d >= wanted), settings.QUEUE_RETRY_MAX_SECONDS)
 
 
@@ -198,6 +211,14 @@ class QueueMessage:
     deferred: bool = False
     # Set once the framework has decided to dead-letter the message, to why.
     dead_letter_reason: str | None = None
+    # Set when a retry would come after the event's deadline (``expires_at``): it is dropped, and why.
+    expired_reason: str | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        """The event's ``expires_at`` (a Unix time), if it has one: it is retried until then, not counted."""
+        value = (self.event or {}).get("expires_at")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     @property
     def attempt(self) -> int:

@@ -24,6 +24,13 @@ class Status(models.TextChoices):
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Its deadline (``expires_at``) passed before it could be delivered: too late to be worth sending.
+    EXPIRED = "expired"
+
+
+# The statuses a notification ends in; every accepted notification reaches one of them.
+FINAL_STATUSES = frozenset({Status.SENT, Status.FAILED, Status.CANCELLED, Status.EXPIRED})
+UNFINISHED_STATUSES = frozenset({Status.PENDING, Status.PROCESSING, Status.RETRYING})
 
 
 # The one table of legal status changes: to-status -> the statuses it may come from.
@@ -35,7 +42,8 @@ TRANSITIONS: dict[str, set[str]] = {
     Status.SENT: {Status.PROCESSING},
     Status.FAILED: {Status.PENDING, Status.PROCESSING, Status.RETRYING},
     Status.CANCELLED: {Status.PENDING, Status.RETRYING},
-    Status.PENDING: {Status.FAILED},  # an operator's "retry"
+    Status.EXPIRED: {Status.PENDING, Status.PROCESSING, Status.RETRYING},
+    Status.PENDING: {Status.FAILED, Status.EXPIRED},  # an operator's "retry"
 }
 
 
@@ -79,15 +87,26 @@ class Notification(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The deadline: transient failures are retried until then, and it ends ``expired`` if not delivered
+    # by then. Set at acceptance from the request's ``ttl`` or the channel's default (DELIVERY_TTL_SECONDS).
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["client", "idempotency_key"], name="unique_idempotency_key_per_client")
         ]
-        indexes = [models.Index(fields=["type", "status"])]
+        indexes = [models.Index(fields=["type", "status"]), models.Index(fields=["status", "updated_at"])]
 
     def __str__(self) -> str:
         return f"{self.type} {self.id} ({self.status})"
+
+    @staticmethod
+    def deadline(type_: str, ttl_seconds: float | None = None, now: Any = None) -> Any:
+        """When a notification of ``type_`` accepted ``now`` expires: ``ttl_seconds``, or the channel's default."""
+        from django.conf import settings
+
+        ttl = settings.DELIVERY_TTL_SECONDS[type_] if ttl_seconds is None else ttl_seconds
+        return (now or timezone.now()) + timezone.timedelta(seconds=ttl)
 
     def transition(self, to: str, **fields: Any) -> bool:
         """Move to status ``to`` if the current status allows it, atomically.
