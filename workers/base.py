@@ -295,6 +295,7 @@ class QueueProcessingWorker:
                     return
                 for message in messages:
                     message.failure = None
+                    message.redelivered = True  # handled again by this worker: what it claimed is still its own
                 if not self.wait_for_database(e):
                     for message in messages:
                         message.deferred = True  # stopping: the broker hands the batch to the next worker
@@ -355,6 +356,7 @@ class QueueProcessingWorker:
         for message in messages:
             if message.failure is not None or message.deferred:
                 continue
+            message.redelivered = True  # what the failed batch claimed is still this worker's own
             close_old_connections()
             try:
                 self.consume_batch([message])

@@ -58,7 +58,9 @@ class NotificationDeliveryWorker(LoopQueueProcessingWorker):
                 message.fail(InvalidEvent("event has no valid 'notification_id'"))
             else:
                 wanted[notification_id] = message
-        claimed = claim(list(wanted))
+        claimed = claim(
+            [i for i, m in wanted.items() if not m.redelivered], [i for i, m in wanted.items() if m.redelivered]
+        )
         unclaimed = set(wanted) - {n.pk for n in claimed}
         known = set(Notification.objects.filter(pk__in=unclaimed).values_list("pk", flat=True)) if unclaimed else set()
         for notification_id in unclaimed:

@@ -179,9 +179,9 @@ def test_an_email_refused_until_its_deadline_ends_expired_with_the_reason(api, p
     with running(get_worker("email_notifications")):
         result = settled(api, notification_id, expected=("expired",))
 
-    assert result["error"].startswith("expired after")
-    assert "SMTP 421" in result["error"]
-    assert {a["outcome"] for a in result["attempts"]} == {"retry"}
+    # Either a retry would have come too late, or the last retry came after the deadline.
+    assert result["error"].startswith(("expired after", "expired before it could be sent"))
+    assert {(a["outcome"], a["error"][:8]) for a in result["attempts"]} == {("retry", "SMTP 421")}
     assert Notification.objects.get(pk=notification_id).status == "expired"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -26,14 +27,26 @@ class SendError(Exception):
         self.retry_after = retry_after
 
 
-def claim(ids: list[uuid.UUID]) -> list[Notification]:
-    """Mark notifications as being delivered; returns those that were not done already.
+def claim(
+    ids: Iterable[uuid.UUID], redelivered: Iterable[uuid.UUID] = (), load: tuple[str, ...] | None = None
+) -> list[Notification]:
+    """Mark notifications as being delivered; returns those that were not done already, with ``load`` read.
 
     This is what makes consumers idempotent by notification id: a redelivered
-    or re-published event finds its notification sent (or failed, or
-    cancelled) and nothing is sent again.
+    or re-published event finds its notification sent (or failed, expired,
+    cancelled) and nothing is sent again. One that is ``processing`` is being
+    delivered by another worker, and is left to it, unless its event is a
+    ``redelivered`` one: the broker hands an event over again only when the
+    worker that held it is gone.
     """
-    return Notification.bulk_transition(ids, Status.PROCESSING, load=DELIVERY_FIELDS)
+    fields = DELIVERY_FIELDS if load is None else load
+    fresh = Notification.bulk_transition(list(ids), Status.PROCESSING, load=fields, allowed=CLAIMABLE)
+    again = Notification.bulk_transition(list(redelivered), Status.PROCESSING, load=fields)
+    return fresh + again
+
+
+# What a first delivery of an event may claim: not a notification another worker is delivering.
+CLAIMABLE = frozenset({Status.PENDING, Status.RETRYING})
 
 
 # What the channels read of a notification to deliver it.

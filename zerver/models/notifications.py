@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from django.db import models, transaction
@@ -35,7 +36,8 @@ UNFINISHED_STATUSES = frozenset({Status.PENDING, Status.PROCESSING, Status.RETRY
 
 # The one table of legal status changes: to-status -> the statuses it may come from.
 # `processing` may follow itself: a worker that died mid-delivery leaves it so,
-# and the redelivered event must be able to claim it again.
+# and the redelivered event must be able to claim it again (only a redelivered
+# one: see zerver.lib.delivery.claim).
 TRANSITIONS: dict[str, set[str]] = {
     Status.PROCESSING: {Status.PENDING, Status.RETRYING, Status.PROCESSING},
     Status.RETRYING: {Status.PROCESSING},
@@ -126,7 +128,9 @@ class Notification(models.Model):
         return bool(moved)
 
     @staticmethod
-    def bulk_transition(ids: list[Any], to: str, *, load: tuple[str, ...] = (), **fields: Any) -> list[Notification]:
+    def bulk_transition(
+        ids: list[Any], to: str, *, load: tuple[str, ...] = (), allowed: Collection[str] | None = None, **fields: Any
+    ) -> list[Notification]:
         """:meth:`transition` for many at once; returns the notifications that moved, as they are now.
 
         The rows are locked (by primary key, in key order) while they are
@@ -136,16 +140,20 @@ class Notification(models.Model):
         could make InnoDB scan, and lock, other workers' rows by that index.
         Only ``pk``, ``status`` and the fields named in ``load`` are read (a
         worker claiming notifications it is about to send wants their content).
+        ``allowed`` narrows the statuses they may move from.
         """
         if to not in TRANSITIONS:
             raise IllegalTransition(f"no transition to {to!r}")
+        sources = TRANSITIONS[to] if allowed is None else TRANSITIONS[to] & set(allowed)
         fields = {"status": to, "updated_at": timezone.now(), **fields}
         if to == Status.SENT:
             fields.setdefault("sent_at", timezone.now())
+        if not ids:
+            return []
         with transaction.atomic():
             current = Notification.objects.select_for_update().filter(pk__in=ids).order_by("pk")
             current = current.only("pk", "status", *load)
-            movable = [n for n in current if n.status in TRANSITIONS[to]]
+            movable = [n for n in current if n.status in sources]
             if movable:
                 Notification.objects.filter(pk__in=[n.pk for n in movable]).update(**fields)
         for notification in movable:
