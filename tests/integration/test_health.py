@@ -39,6 +39,7 @@ def test_healthy_when_database_broker_and_workers_are(client, broker, settings):
         "database": True,
         "broker": True,
         "workers": True,
+        "deliveries": True,
     }
     assert body["checks"]["workers"]["workers"][0]["queue"] == "test"
 
@@ -133,3 +134,22 @@ def test_worker_loop_beats_while_idle_and_a_restart_takes_its_row_over(broker, t
     assert row.pid == restarted.pid
     restarted.stop()
     assert not WorkerHeartbeat.objects.exists()
+
+
+def test_503_when_a_notification_has_been_stuck_too_long(client, broker, settings):
+    from model_bakery import baker
+
+    from zerver.models import Notification
+
+    settings.HEALTH_EXPECTED_WORKERS = []
+    settings.HEALTH_MAX_UNFINISHED_SECONDS = 600
+    baker.make(Notification, type="push", content={}, status="pending")
+    assert client.get("/health").status_code == 200
+    Notification.objects.update(updated_at=timezone.now() - timedelta(seconds=700))
+
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    deliveries = response.json()["checks"]["deliveries"]
+    assert deliveries["ok"] is False
+    assert deliveries["oldest_unfinished_seconds"]["pending"] >= 700

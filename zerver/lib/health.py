@@ -103,9 +103,26 @@ def check_workers() -> dict[str, Any]:
     return {"ok": all(w["ok"] for w in workers), "workers": workers}
 
 
+def check_deliveries() -> dict[str, Any]:
+    """The oldest unfinished notification per status: past ``HEALTH_MAX_UNFINISHED_SECONDS``, deliveries are stuck."""
+    from zerver.lib.reaper import oldest_unfinished
+
+    try:
+        ages = oldest_unfinished()
+    except DatabaseError as e:
+        return {"ok": False, "error": type(e).__name__}
+    limit = settings.HEALTH_MAX_UNFINISHED_SECONDS
+    return {"ok": max(ages.values(), default=0.0) <= limit, "oldest_unfinished_seconds": ages, "limit_seconds": limit}
+
+
 def health() -> tuple[bool, dict[str, Any]]:
-    """The whole service, for monitoring: database, broker and every expected worker."""
-    checks = {"database": check_database(), "broker": check_broker(), "workers": check_workers()}
+    """The whole service, for monitoring: database, broker, every expected worker, and nothing stuck."""
+    checks = {
+        "database": check_database(),
+        "broker": check_broker(),
+        "workers": check_workers(),
+        "deliveries": check_deliveries(),
+    }
     ok = all(c["ok"] for c in checks.values())
     return ok, {"status": "ok" if ok else "unhealthy", "checks": checks}
 

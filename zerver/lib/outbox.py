@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.utils import timezone
 
@@ -88,10 +89,20 @@ def relay_once(batch_size: int = 1000, min_age_seconds: float = 1.0) -> int:
 
 
 def relay(stop: threading.Event, interval: float = 1.0, min_age_seconds: float = 1.0) -> None:
-    """Run :func:`relay_once` until ``stop`` is set; sleeps only when there was nothing to do."""
+    """Run :func:`relay_once` until ``stop`` is set; sleeps only when there was nothing to do.
+
+    Every ``REAPER_INTERVAL_SECONDS`` it also runs a round of the reaper
+    (``zerver.lib.reaper``), so no deployment can run without one.
+    """
+    from zerver.lib.reaper import reap_once  # it publishes through this module
+
     pause = interval
+    next_reap = 0.0
     while not stop.is_set():
         try:
+            if settings.REAPER_INTERVAL_SECONDS > 0 and time.monotonic() >= next_reap:
+                next_reap = time.monotonic() + settings.REAPER_INTERVAL_SECONDS
+                reap_once()
             published = relay_once(min_age_seconds=min_age_seconds)
             pause = interval
         except QueueUnavailable as e:
