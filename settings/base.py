@@ -121,9 +121,12 @@ RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672
 RABBITMQ_RECONNECT_SECONDS = env_float("RABBITMQ_RECONNECT_SECONDS", 10.0)
 RABBITMQ_HEARTBEAT = env_int("RABBITMQ_HEARTBEAT", 60)
 # Retry backoff: after failed attempt n, a random wait up to base * 2**(n-1) seconds ("full jitter"),
-# never more than the cap, never less than a provider's Retry-After.
+# never more than the cap (so whatever waited out an outage is retried within a minute of its end), never less
+# than a provider's Retry-After.
 QUEUE_RETRY_BASE_SECONDS = env_float("QUEUE_RETRY_BASE_SECONDS", 1.0)
-QUEUE_RETRY_MAX_SECONDS = env_float("QUEUE_RETRY_MAX_SECONDS", 300.0)
+QUEUE_RETRY_MAX_SECONDS = env_float("QUEUE_RETRY_MAX_SECONDS", 60.0)
+# The longest Retry-After honoured (a longer one waits this long); waits past the cap get queues of their own.
+QUEUE_RETRY_AFTER_MAX_SECONDS = env_float("QUEUE_RETRY_AFTER_MAX_SECONDS", 3600.0)
 # Events that carry a deadline (every notification's) retry until it; others give up after this many retries.
 QUEUE_MAX_RETRIES = env_int("QUEUE_MAX_RETRIES", 5)
 # How long a notification may take to be delivered, per channel, unless the request gives a `ttl`.

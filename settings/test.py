@@ -8,6 +8,7 @@ from settings.base import *
 
 QUEUE_RETRY_BASE_SECONDS = 0.05
 QUEUE_RETRY_MAX_SECONDS = 0.4
+QUEUE_RETRY_AFTER_MAX_SECONDS = 6.4
 RABBITMQ_RECONNECT_SECONDS = 2.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
