@@ -186,7 +186,7 @@ def _retry_after(previous: int, current: int, elapsed: float, limit: int, count:
         fits_at = 1 - room / previous
     else:
         fits_at = 1 + max(0.0, 1 - (limit - count) / current) if current > 0 else 1
-    return max(1, math.ceil((fits_at - elapsed) * PERIOD_SECONDS))
+    return max(1, math.ceil(round((fits_at - elapsed) * PERIOD_SECONDS, 6)))  # round: no 51 s for 50.000001
 
 
 def _reject(reason: str, retry_after: int, limit: int, fields: dict[str, str] | None = None) -> None:
