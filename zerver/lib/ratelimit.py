@@ -69,6 +69,9 @@ for _reason in REASONS:
 class RateLimited(Exception):
     """Over a limit: ``retry_after`` whole seconds (at least 1) until the same request would fit.
 
+    That can be more than a minute (at most ``60 * (1 + count / limit)`` s): this minute's count still
+    weighs on the next one, fading as it goes.
+
     ``reason`` is one of :data:`REASONS`; ``fields`` names an input that can never fit (a fan-out
     with more recipients than the limit allows in a minute).
     """
