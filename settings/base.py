@@ -163,6 +163,26 @@ QUEUE_DEPTH_CACHE_SECONDS = env_float("QUEUE_DEPTH_CACHE_SECONDS", 5.0)
 # Workers write a heartbeat at most this often, busy or idle; /health calls one stale after the second.
 WORKER_HEARTBEAT_INTERVAL_SECONDS = env_float("WORKER_HEARTBEAT_INTERVAL_SECONDS", 5.0)
 WORKER_HEARTBEAT_STALE_SECONDS = env_float("WORKER_HEARTBEAT_STALE_SECONDS", 60.0)
+
+# --- Rate limits (zerver/lib/ratelimit.py) ----------------------------------------
+# The counters live in Django's cache. Production sets REDIS_URL (e.g. redis://127.0.0.1:6379/0) so every
+# web process shares them; without it each process counts alone in its memory (development).
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "notif"}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+RATE_LIMITS_ENABLED = env_bool("RATE_LIMITS_ENABLED", True)
+# Per API client (an ApiClient's own figures win); a fan-out counts each recipient.
+RATE_LIMIT_REQUESTS_PER_MINUTE = env_int("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)
+RATE_LIMIT_NOTIFICATIONS_PER_MINUTE = env_int("RATE_LIMIT_NOTIFICATIONS_PER_MINUTE", 6000)
+# Per remote server of the bouncer (each call carries a batch, so fewer calls than notifications).
+RATE_LIMIT_BOUNCER_REQUESTS_PER_MINUTE = env_int("RATE_LIMIT_BOUNCER_REQUESTS_PER_MINUTE", 3000)
+# Failed authentications per source address, API and bouncer together; past it the address is refused.
+RATE_LIMIT_AUTH_FAILURES_PER_MINUTE = env_int("RATE_LIMIT_AUTH_FAILURES_PER_MINUTE", 20)
 # The workers /health expects a heartbeat from, comma-separated (shards spelled out, e.g.
 # missedmessage_mobile_notifications_shard1); unset: every deployed queue and shard, as the units run them.
 HEALTH_EXPECTED_WORKERS = (
