@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("zerver", "0007_notification_expiry"),  # the leaf on this branch; re-pointed at merge
+        ("zerver", "0005_notification_expiry"),
     ]
 
     operations = [
