@@ -248,6 +248,11 @@ PUSH_BOUNCER_SERVER_UUID = os.environ.get("PUSH_BOUNCER_SERVER_UUID", "")
 PUSH_BOUNCER_API_KEY = os.environ.get("PUSH_BOUNCER_API_KEY", "")
 PUSH_BOUNCER_TIMEOUT = env_float("PUSH_BOUNCER_TIMEOUT", 30.0)
 
+# A circuit per provider and credential opens after this many consecutive transient failures, for this long:
+# its pushes are held (retried later, never failed) until a probe gets through.
+CIRCUIT_FAILURE_THRESHOLD = env_int("CIRCUIT_FAILURE_THRESHOLD", 5)
+CIRCUIT_COOLDOWN_SECONDS = env_float("CIRCUIT_COOLDOWN_SECONDS", 30.0)
+
 # Push providers. Endpoints are settings so development and tests can use the
 # fakes (`./manage.py fakes` prints these variables for them).
 APNS_HOST = os.environ.get("APNS_HOST", "")  # empty: Apple's (sandbox with APNS_USE_SANDBOX)
