@@ -187,7 +187,8 @@ def test_remove_event_reaches_each_provider_as_a_data_push(api, bouncer, provide
 
     with push_worker():
         get_queue_client().publish(
-            MOBILE_NOTIFICATIONS_QUEUE, [{"type": "remove", "user_id": "12", "message_ids": [31, 32]}]
+            MOBILE_NOTIFICATIONS_QUEUE,
+            [{"type": "remove", "client_id": api.client_row.pk, "user_id": "12", "message_ids": [31, 32]}],
         )
         wait_for(lambda: providers.expo.control.received("notification", tokens["expo"]), what="the remove push")
         wait_for(lambda: providers.apns.control.received("notification", tokens["apns"]), what="APNs remove")
