@@ -148,7 +148,11 @@ class NotificationAdmin(admin.ModelAdmin):
 
 @admin.register(Template)
 class TemplateAdmin(admin.ModelAdmin):
-    list_display = ["name", "subject"]
+    """Each template is one client's; one without a client (from before) renders for no one until given one."""
+
+    list_display = ["name", "client", "subject"]
+    list_filter = ["client"]  # its "Empty" choice lists the unassigned ones
+    list_select_related = ["client"]
     search_fields = ["name", "subject"]
 
 

@@ -46,7 +46,7 @@ def prepare(client: ApiClient, request: dict[str, Any]) -> Notification:
     content, subject, html = request["content"], request["subject"], ""
     if request["template"]:
         try:
-            rendered = render(request["template"], request["variables"])
+            rendered = render(request["template"], request["variables"], client)
         except TemplateError as e:
             raise ApiError(400, "invalid request", {e.field: str(e)}) from None
         subject = subject or rendered.subject
