@@ -86,8 +86,16 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The web process and the workers share the file: wait for a lock rather than fail.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # The web process and the workers share the file. WAL lets readers go on while one writes;
+    # transactions take the write lock when they begin (IMMEDIATE), so two writers queue for it
+    # (up to the timeout) instead of one failing with "database is locked" halfway through.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -112,10 +120,26 @@ RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672
 # How long a publisher keeps trying to reach a broker that went away, in total.
 RABBITMQ_RECONNECT_SECONDS = env_float("RABBITMQ_RECONNECT_SECONDS", 10.0)
 RABBITMQ_HEARTBEAT = env_int("RABBITMQ_HEARTBEAT", 60)
-# Retry backoff: attempt n waits base * 2**(n-1) seconds, never more than the cap.
+# Retry backoff: after failed attempt n, a random wait up to base * 2**(n-1) seconds ("full jitter"),
+# never more than the cap, never less than a provider's Retry-After.
 QUEUE_RETRY_BASE_SECONDS = env_float("QUEUE_RETRY_BASE_SECONDS", 1.0)
-QUEUE_RETRY_MAX_SECONDS = env_float("QUEUE_RETRY_MAX_SECONDS", 600.0)
+QUEUE_RETRY_MAX_SECONDS = env_float("QUEUE_RETRY_MAX_SECONDS", 300.0)
+# Events that carry a deadline (every notification's) retry until it; others give up after this many retries.
 QUEUE_MAX_RETRIES = env_int("QUEUE_MAX_RETRIES", 5)
+# How long a notification may take to be delivered, per channel, unless the request gives a `ttl`.
+DELIVERY_TTL_SECONDS = {
+    "push": env_float("PUSH_TTL_SECONDS", 3600.0),
+    "email": env_float("EMAIL_TTL_SECONDS", 86400.0),
+    "sms": env_float("SMS_TTL_SECONDS", 86400.0),
+}
+# The reaper (run by outbox_relay every REAPER_INTERVAL_SECONDS) re-enqueues an unfinished notification
+# that has not moved for REAPER_STRANDED_SECONDS (longer than any retry wait), and expires those past
+# their deadline. /health turns unhealthy when the oldest unfinished one is older than the last setting.
+REAPER_INTERVAL_SECONDS = env_float("REAPER_INTERVAL_SECONDS", 30.0)
+REAPER_STRANDED_SECONDS = env_float("REAPER_STRANDED_SECONDS", 900.0)
+HEALTH_MAX_UNFINISHED_SECONDS = env_float("HEALTH_MAX_UNFINISHED_SECONDS", 1800.0)
+# The largest event body published or consumed; a larger one is refused at publish and dead-lettered at consume.
+QUEUE_MAX_MESSAGE_BYTES = env_int("QUEUE_MAX_MESSAGE_BYTES", 1024 * 1024)
 
 # Zulip's sharding of the mobile queue: with N > 1 shards, events go to
 # missedmessage_mobile_notifications_shard1..N by user id.
@@ -136,6 +160,13 @@ QUEUE_DEPTH_CACHE_SECONDS = env_float("QUEUE_DEPTH_CACHE_SECONDS", 5.0)
 # Workers write a heartbeat at most this often, busy or idle; /health calls one stale after the second.
 WORKER_HEARTBEAT_INTERVAL_SECONDS = env_float("WORKER_HEARTBEAT_INTERVAL_SECONDS", 5.0)
 WORKER_HEARTBEAT_STALE_SECONDS = env_float("WORKER_HEARTBEAT_STALE_SECONDS", 60.0)
+# The workers /health expects a heartbeat from, comma-separated (shards spelled out, e.g.
+# missedmessage_mobile_notifications_shard1); unset: every deployed queue and shard, as the units run them.
+HEALTH_EXPECTED_WORKERS = (
+    [q.strip() for q in os.environ["HEALTH_EXPECTED_WORKERS"].split(",") if q.strip()]
+    if "HEALTH_EXPECTED_WORKERS" in os.environ
+    else None
+)
 
 LOGGING = {
     "version": 1,
@@ -145,7 +176,10 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"pika": {"level": "WARNING"}},
+    # pika logs each failed connection try as several ERROR lines and a traceback; the queue client and
+    # the workers say it in one line ("cannot reach RabbitMQ at host:port (connection refused); retrying
+    # in 4.0 s"), so pika's own records show only when debugging.
+    "loggers": {"pika": {"level": "DEBUG" if os.environ.get("LOG_LEVEL") == "DEBUG" else "CRITICAL"}},
 }
 
 # --- E-mail -------------------------------------------------------------------

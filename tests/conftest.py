@@ -1,15 +1,14 @@
 import os
-import shutil
-import subprocess
-import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings as django_settings
 
 from fakes.runner import Fakes, start_fakes
+from zerver.lib import sandbox
 from zerver.lib.queue import QueueClient, shard_queue_names
+
+# The fault suite stops and restarts its servers: it runs on private ones, by `python -m tests.faults`.
+collect_ignore = [] if os.environ.get("FAULT_SUITE") else ["faults"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,21 +19,11 @@ def rabbitmq_vhost() -> Iterator[str]:
     consume each other's messages. Without rabbitmqctl (a remote broker) the
     configured vhost is used as it is.
     """
-    if not shutil.which("rabbitmqctl") or os.environ.get("TEST_RABBITMQ_SHARED_VHOST"):
+    if not sandbox.can_make_vhosts() or os.environ.get("TEST_RABBITMQ_SHARED_VHOST"):
         yield ""
         return
-    vhost = f"tests-{uuid.uuid4().hex[:12]}"
-    ctl = ["rabbitmqctl", "-q"]
-    subprocess.run([*ctl, "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run([*ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True, capture_output=True)
-    url = urlsplit(django_settings.RABBITMQ_URL)._replace(path="/" + vhost).geturl()
-    saved = django_settings.RABBITMQ_URL
-    django_settings.RABBITMQ_URL = os.environ["RABBITMQ_URL"] = url
-    try:
+    with sandbox.private_vhost("tests") as vhost:
         yield vhost
-    finally:
-        django_settings.RABBITMQ_URL = os.environ["RABBITMQ_URL"] = saved
-        subprocess.run([*ctl, "delete_vhost", vhost], capture_output=True)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 
 from workers import metrics
 from zerver.lib.queue import (
@@ -43,8 +43,8 @@ from zerver.lib.queue import (
     QueueMessage,
     dlq_name,
     encode,
-    retry_delay,
     retry_queue_name,
+    retry_wait,
     shard_count,
     shard_queue_names,
 )
@@ -72,6 +72,18 @@ class RetryLater(Exception):
 def is_transient(error: BaseException) -> bool:
     """Worth retrying: a RetryLater, or the database refusing for now (a deadlock, a lost connection)."""
     return isinstance(error, (RetryLater, OperationalError, InterfaceError))
+
+
+def database_answers() -> bool:
+    """Whether the database takes a query now (on a fresh connection)."""
+    close_old_connections()
+    try:
+        connections["default"].close()
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except DatabaseError:
+        return False
 
 
 class InvalidEvent(Exception):
@@ -212,14 +224,17 @@ class QueueProcessingWorker:
         """Consume until :meth:`stop`, reconnecting with backoff whenever the broker goes away."""
         logger.info("worker %s consuming %s", type(self).__name__, self.queue_name)
         pause = 0.5
+        connected_once = False
         while not self._stop.is_set():
             self.client = QueueClient()
+            self.client.connected_once = connected_once
             try:
                 for batch in self.client.consume_batches(self.queue_name, self.batch_size, self._tick, self.batch_wait):
                     self.process_batch(batch)
                     pause = 0.5
             except CONNECTION_ERRORS as e:
-                logger.warning("%s: broker connection lost (%r); reconnecting in %.1fs", self.queue_name, e, pause)
+                connected_once = self.client.connected_once
+                logger.warning("%s: %s; retrying in %.1f s", self.queue_name, self.client.connection_problem(e), pause)
                 self._tick()  # alive, though waiting for the broker
                 self._stop.wait(pause)
                 pause = min(pause * 2, 30.0)
@@ -239,14 +254,7 @@ class QueueProcessingWorker:
         metrics.consumed.labels(self.queue_name).inc(len(messages))
         valid = [m for m in messages if m.malformed is None]
         if valid:
-            close_old_connections()
-            try:
-                self.consume_batch(valid)
-            except Exception as e:
-                for message in valid:
-                    message.fail(message.failure or e)
-            finally:
-                close_old_connections()
+            self.consume_valid(valid)
         # Acks are cumulative, so settle up to the first message a stop left unhandled.
         cut = next((i for i, m in enumerate(messages) if m.deferred), len(messages))
         settled = messages[:cut]
@@ -254,16 +262,106 @@ class QueueProcessingWorker:
         if republish:
             self.client.publish_raw(republish)
         for message in settled:
-            if message.dead_letter_reason is not None:
-                try:
+            try:
+                if message.dead_letter_reason is not None:
                     self.dead_lettered(message, message.dead_letter_reason)
-                except Exception:
-                    # The event is safe in the DLQ; a failed follow-up must not redeliver it.
-                    logger.exception("%s: dead_lettered hook failed", self.queue_name)
+                elif message.expired_reason is not None:
+                    self.expired(message, message.expired_reason)
+            except Exception:
+                # The event is settled (in the DLQ, or past its deadline); a failed follow-up must not redeliver it.
+                logger.exception("%s: follow-up of a settled event failed", self.queue_name)
         if settled:
             self.client.ack_through(settled[-1].delivery_tag)
         metrics.last_event.labels(self.queue_name).set(time.time())
         metrics.batch_seconds.labels(self.queue_name).observe(time.perf_counter() - started)
+
+    def consume_valid(self, messages: list[QueueMessage]) -> None:
+        """:meth:`consume_batch`, outliving a database outage.
+
+        While the database is down the batch stays in hand, unacknowledged:
+        the worker waits for the database and consumes the batch again, so
+        an outage spends no event's retries and strands nothing. A database
+        error with the database up (a deadlock) is an ordinary transient
+        failure of the batch.
+        """
+        while True:
+            close_old_connections()
+            try:
+                self.consume_batch(messages)
+                return
+            except (OperationalError, InterfaceError) as e:
+                if database_answers():
+                    self.batch_failed(messages, e)
+                    return
+                for message in messages:
+                    message.failure = None
+                    message.redelivered = True  # handled again by this worker: what it claimed is still its own
+                if not self.wait_for_database(e):
+                    for message in messages:
+                        message.deferred = True  # stopping: the broker hands the batch to the next worker
+                    return
+            except Exception as e:
+                self.batch_failed(messages, e)
+                return
+            finally:
+                close_old_connections()
+
+    def wait_for_database(self, error: Exception) -> bool:
+        """Until the database answers (True), or the worker is asked to stop (False); one log line a try."""
+        pause = 0.5
+        while not self._stop.is_set():
+            logger.warning(
+                "%s: database unavailable (%s); holding the batch, trying again in %.1f s",
+                self.queue_name,
+                describe(error),
+                pause,
+            )
+            self.sleep(pause)
+            if database_answers():
+                logger.info("%s: database back; consuming the batch again", self.queue_name)
+                return True
+            pause = min(pause * 2, 30.0)
+        return False
+
+    def sleep(self, seconds: float) -> None:
+        """Wait, keeping the broker connection's heartbeats going (the batch in hand stays ours)."""
+        connection = self.client.connection if self.client is not None else None
+        if connection is not None and connection.is_open:
+            try:
+                connection.sleep(seconds)
+                return
+            except CONNECTION_ERRORS:
+                pass
+        self._stop.wait(seconds)
+
+    def batch_failed(self, messages: list[QueueMessage], error: Exception) -> None:
+        """``consume_batch`` raised: find out which event it was, so that event alone fails.
+
+        A transient error (the database went away) retries the whole batch.
+        Any other error is taken to be one event's fault: each event not yet
+        settled is consumed again on its own, so the poison fails alone and
+        the rest of the batch is delivered. Consumers are idempotent by
+        notification id, so an event done before the error is not done twice.
+        """
+        if is_transient(error) or len(messages) == 1:
+            for message in messages:
+                message.fail(message.failure or error)
+            return
+        logger.warning(
+            "%s: a batch of %d failed (%s); consuming its events one by one",
+            self.queue_name,
+            len(messages),
+            describe(error),
+        )
+        for message in messages:
+            if message.failure is not None or message.deferred:
+                continue
+            message.redelivered = True  # what the failed batch claimed is still this worker's own
+            close_old_connections()
+            try:
+                self.consume_batch([message])
+            except Exception as e:
+                message.fail(message.failure or e)
 
     def settle(self, messages: list[QueueMessage]) -> list[tuple[str, bytes, dict[str, Any]]]:
         """What to re-publish for failed messages: a retry, or a dead letter."""
@@ -274,26 +372,36 @@ class QueueProcessingWorker:
                 out.append(self.dead_letter(message, f"malformed event: {message.malformed}", None))
             elif error is None:
                 metrics.succeeded.labels(self.queue_name).inc()
+            elif is_transient(error) and message.deadline is not None:
+                delay = retry_wait(message.attempt, getattr(error, "delay", 0.0))
+                if time.time() + delay > message.deadline:
+                    message.expired_reason = f"expired after {message.attempt} attempts: {error}"
+                    metrics.expired.labels(self.queue_name).inc()
+                    logger.info("%s: %s", self.queue_name, message.expired_reason)
+                else:
+                    out.append(self.retry(message, error, delay))
             elif is_transient(error) and message.attempt <= self.max_retries:
-                delay = retry_delay(message.attempt, getattr(error, "delay", 0.0))
-                replacement = getattr(error, "event", None)
-                body = encode(replacement) if replacement is not None else message.body
-                headers = {**message.headers, ATTEMPT_HEADER: message.attempt + 1, "x-retry-reason": str(error)[:500]}
-                out.append((retry_queue_name(self.queue_name, delay), body, headers))
-                metrics.retried.labels(self.queue_name).inc()
-                logger.info(
-                    "%s: attempt %d failed (%s); retrying in %.2fs",
-                    self.queue_name,
-                    message.attempt,
-                    describe(error),
-                    delay,
-                )
+                out.append(self.retry(message, error, retry_wait(message.attempt, getattr(error, "delay", 0.0))))
             elif is_transient(error):
                 reason = f"gave up after {message.attempt} attempts ({self.max_retries} retries): {error}"
                 out.append(self.dead_letter(message, reason, error))
             else:
                 out.append(self.dead_letter(message, describe(error), error))
         return out
+
+    def retry(self, message: QueueMessage, error: BaseException, delay: float) -> tuple[str, bytes, dict[str, Any]]:
+        """The message again, on the retry queue of ``delay``, its attempt count raised."""
+        replacement = getattr(error, "event", None)
+        body = encode(replacement) if replacement is not None else message.body
+        headers = {**message.headers, ATTEMPT_HEADER: message.attempt + 1, "x-retry-reason": str(error)[:500]}
+        metrics.retried.labels(self.queue_name).inc()
+        logger.info(
+            "%s: attempt %d failed (%s); retrying in %.2fs", self.queue_name, message.attempt, describe(error), delay
+        )
+        return (retry_queue_name(self.queue_name, delay), body, headers)
+
+    def expired(self, message: QueueMessage, reason: str) -> None:
+        """Called once an event whose deadline passed is acknowledged: e.g. mark its notification expired."""
 
     def dead_lettered(self, message: QueueMessage, reason: str) -> None:
         """Called once a message is safely in the dead-letter queue: e.g. mark its notification failed."""

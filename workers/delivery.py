@@ -9,7 +9,7 @@ from typing import Any
 
 from workers.base import InvalidEvent, LoopQueueProcessingWorker, RetryLater
 from workers.metrics import observe_provider
-from zerver.lib.delivery import SendError, SendResult, claim, give_up, record
+from zerver.lib.delivery import SendError, SendResult, claim, expire, give_up, past_deadline, record
 from zerver.lib.queue import QueueMessage
 from zerver.models import Notification
 
@@ -58,7 +58,9 @@ class NotificationDeliveryWorker(LoopQueueProcessingWorker):
                 message.fail(InvalidEvent("event has no valid 'notification_id'"))
             else:
                 wanted[notification_id] = message
-        claimed = claim(list(wanted))
+        claimed = claim(
+            [i for i, m in wanted.items() if not m.redelivered], [i for i, m in wanted.items() if m.redelivered]
+        )
         unclaimed = set(wanted) - {n.pk for n in claimed}
         known = set(Notification.objects.filter(pk__in=unclaimed).values_list("pk", flat=True)) if unclaimed else set()
         for notification_id in unclaimed:
@@ -66,6 +68,10 @@ class NotificationDeliveryWorker(LoopQueueProcessingWorker):
                 logger.info("%s: %s is done already; skipped", self.queue_name, notification_id)
             else:
                 wanted[notification_id].fail(InvalidEvent(f"no notification {notification_id}"))
+        late = [n for n in claimed if past_deadline(n)]
+        if late:
+            expire([n.pk for n in late], "expired before it could be sent: its deadline passed while it waited")
+            claimed = [n for n in claimed if not past_deadline(n)]
         shares = [claimed[i :: self.concurrency] for i in range(self.concurrency)]
         results = [result for share in self.pool.map(self.send_share, shares) for result in share]
         record(self.provider, results)
@@ -89,12 +95,24 @@ class NotificationDeliveryWorker(LoopQueueProcessingWorker):
                     results.append(SendResult(notification, provider_id=provider_id or ""))
                 except SendError as e:
                     results.append(SendResult(notification, error=e))
+                except Exception as e:
+                    # Whatever else one message raises (a header the backend refuses, a bad address)
+                    # fails that message alone, for good: retrying it as it is cannot help.
+                    logger.warning("%s: %s failed: %s", self.queue_name, notification.pk, type(e).__name__)
+                    results.append(
+                        SendResult(notification, error=SendError(f"{type(e).__name__}: {e}", transient=False))
+                    )
         finally:
             self.close(connection)
         return results
 
     def dead_lettered(self, message: QueueMessage, reason: str) -> None:
         give_up_on_event(message, reason, self.provider)
+
+    def expired(self, message: QueueMessage, reason: str) -> None:
+        notification_id = parse_id(message.event)
+        if notification_id is not None:
+            expire([notification_id], reason)
 
 
 def give_up_on_event(message: QueueMessage, reason: str, provider: str) -> None:

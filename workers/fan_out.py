@@ -46,6 +46,7 @@ def fan_out(client: ApiClient, event: dict[str, Any]) -> list[Notification]:
             wanted.append(Notification(type="email", recipient=user.email, content=content, subject=subject))
     for notification in wanted:
         notification.client = client
+        notification.expires_at = Notification.deadline(notification.type)
         notification.idempotency_key = f"message:{event['message_id']}:{notification.type}:{notification.recipient}"
     with transaction.atomic():
         done = set(

@@ -30,6 +30,7 @@ consumed = Counter("queue_events_consumed", "Deliveries taken from the queue.", 
 succeeded = Counter("queue_events_succeeded", "Events consumed without error.", ["queue"])
 retried = Counter("queue_events_retried", "Events scheduled for a retry with backoff.", ["queue"])
 dead_lettered = Counter("queue_events_dead_lettered", "Events sent to the dead-letter queue.", ["queue"])
+expired = Counter("queue_events_expired", "Events dropped because a retry would come after their deadline.", ["queue"])
 last_event = Gauge("queue_last_event_timestamp_seconds", "When the queue's last batch was settled.", ["queue"])
 batch_seconds = Histogram(
     "queue_batch_seconds",
@@ -51,6 +52,17 @@ notifications_failed = Counter(
 )
 notifications_dead_lettered = Counter(
     "notifications_dead_lettered", "Notifications whose event was dead-lettered.", ["queue", "provider"]
+)
+notifications_expired = Counter(
+    "notifications_expired", "Notifications whose deadline passed before delivery.", ["queue", "reason"]
+)
+notifications_reaped = Counter(
+    "notifications_reaped", "Stranded notifications the reaper published again.", ["queue", "status"]
+)
+oldest_unfinished = Gauge(
+    "notifications_oldest_unfinished_seconds",
+    "Age of the oldest notification in each unfinished status (since it last moved), as the reaper saw it.",
+    ["status"],
 )
 delivery_seconds = Histogram(
     "notification_delivery_seconds",

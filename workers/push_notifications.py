@@ -27,8 +27,9 @@ from django.utils import timezone
 
 from workers import metrics
 from workers.base import InvalidEvent, LoopQueueProcessingWorker, RetryLater, assign_queue
-from workers.delivery import give_up_on_event
+from workers.delivery import give_up_on_event, parse_id
 from zerver.actions.devices import REGISTER, UNREGISTER
+from zerver.lib.delivery import claim, expire, past_deadline
 from zerver.lib.push.bouncer_client import PushNotificationBouncerError, send_to_push_bouncer
 from zerver.lib.push.common import DELIVERED, EXPIRED, FAILED, RETRY
 from zerver.lib.queue import MOBILE_NOTIFICATIONS_QUEUE, QueueMessage
@@ -43,7 +44,7 @@ OUTCOME_TO_ATTEMPT = {
     FAILED: Attempt.Outcome.FAILED,
 }
 # What building a payload, addressing it and counting its delivery read of a notification.
-PAYLOAD_FIELDS = ("client_id", "recipient", "content", "subject", "created_at")
+PAYLOAD_FIELDS = ("client_id", "recipient", "content", "subject", "created_at", "expires_at")
 DEVICE_EVENTS = {REGISTER, UNREGISTER}
 
 
@@ -126,11 +127,23 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
         except (RetryLater, PushNotificationBouncerError) as e:
             message.fail(e)
 
+    def expired(self, message: QueueMessage, reason: str) -> None:
+        notification_id = parse_id(message.event)
+        if notification_id is not None:
+            expire([notification_id], reason)
+
     # Sending ---------------------------------------------------------------------
 
     def send(self, sends: dict[str, QueueMessage], removes: list[QueueMessage]) -> None:
-        claimed = Notification.bulk_transition(list(sends), Status.PROCESSING, load=PAYLOAD_FIELDS)
-        notifications = {n.pk: n for n in claimed}
+        claimed = claim(
+            [i for i, m in sends.items() if not m.redelivered],
+            [i for i, m in sends.items() if m.redelivered],
+            load=PAYLOAD_FIELDS,
+        )
+        late = [n.pk for n in claimed if past_deadline(n)]
+        if late:
+            expire(late, "expired before it could be sent: its deadline passed while it waited")
+        notifications = {n.pk: n for n in claimed if n.pk not in late}
         for notification_id in set(sends) - {str(pk) for pk in notifications}:
             logger.info("push: notification %s is done already or unknown; skipped", notification_id)
         items = [

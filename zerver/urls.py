@@ -6,6 +6,8 @@ from zerver.views import devices, messages, notifications, ops
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", ops.health),
+    path("health/ready", ops.ready),
+    path("health/live", ops.live),
     path("metrics", ops.prometheus_metrics, name="prometheus-django-metrics"),
     path("", include("bouncer.urls")),
     path("api/v1/notifications/send", notifications.send),

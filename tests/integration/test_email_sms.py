@@ -173,3 +173,31 @@ def test_fan_out_to_a_room_of_five_with_the_sender_inside_creates_four_notificat
     assert kinds == [("email", "u2@example.com"), ("email", "u3@example.com"), ("push", "u4"), ("push", "u5")]
     email = Notification.objects.get(recipient="u2@example.com")
     assert email.subject == "New message from Ann" and "Hello room" in email.content
+
+
+def test_an_email_refused_until_its_deadline_ends_expired_with_the_reason(api, providers, settings):
+    settings.DELIVERY_TTL_SECONDS = {**settings.DELIVERY_TTL_SECONDS, "email": 2.0}
+    providers.smtp.control.add_rule(status=421)
+    notification_id = send(api, type="email", recipient="later@example.com", subject="Hi", content="Hello")
+
+    with running(get_worker("email_notifications")):
+        result = settled(api, notification_id, expected=("expired",))
+
+    # Either a retry would have come too late, or the last retry came after the deadline.
+    assert result["error"].startswith(("expired after", "expired before it could be sent"))
+    assert {(a["outcome"], a["error"][:8]) for a in result["attempts"]} == {("retry", "SMTP 421")}
+    assert Notification.objects.get(pk=notification_id).status == "expired"
+
+
+def test_a_header_injection_fails_that_email_alone_and_the_rest_of_its_batch_is_sent(api, providers):
+    good = [send(api, type="email", recipient=f"u{n}@example.com", subject=f"Hi {n}", content="x") for n in range(5)]
+    bad = Notification.objects.get(pk=send(api, type="email", recipient="evil@example.com", subject="ok", content="x"))
+    Notification.objects.filter(pk=bad.pk).update(subject="Hi\r\nBcc: victim@example.com")  # as an old row might be
+
+    with running(get_worker("email_notifications")):
+        results = [settled(api, i) for i in good]
+        bad_result = settled(api, str(bad.pk))
+
+    assert [r["status"] for r in results] == ["sent"] * 5
+    assert bad_result["status"] == "failed" and bad_result["error"].startswith("BadHeaderError")
+    assert len(providers.smtp.control.received("message")) == 5  # each good one once, the bad one never

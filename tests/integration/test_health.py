@@ -26,7 +26,8 @@ def dead_port() -> int:
         return s.getsockname()[1]
 
 
-def test_healthy_when_database_broker_and_workers_are(client, broker):
+def test_healthy_when_database_broker_and_workers_are(client, broker, settings):
+    settings.HEALTH_EXPECTED_WORKERS = ["test"]
     WorkerHeartbeat.objects.create(queue_name="test", hostname="h1", pid=1)
 
     response = client.get("/health")
@@ -38,11 +39,13 @@ def test_healthy_when_database_broker_and_workers_are(client, broker):
         "database": True,
         "broker": True,
         "workers": True,
+        "deliveries": True,
     }
     assert body["checks"]["workers"]["workers"][0]["queue"] == "test"
 
 
 def test_503_while_the_broker_is_unreachable_and_200_once_it_is_back(client, settings):
+    settings.HEALTH_EXPECTED_WORKERS = []
     good_url = settings.RABBITMQ_URL
     settings.RABBITMQ_URL = f"amqp://guest:s3cret-pw@127.0.0.1:{dead_port()}/"
 
@@ -57,7 +60,35 @@ def test_503_while_the_broker_is_unreachable_and_200_once_it_is_back(client, set
     assert client.get("/health").status_code == 200
 
 
+def test_503_with_no_worker_running(client, broker, settings):
+    settings.HEALTH_EXPECTED_WORKERS = None  # what the deployment's settings say it runs
+    settings.MOBILE_NOTIFICATIONS_SHARDS = 2
+    WorkerHeartbeat.objects.create(queue_name="email_notifications", hostname="h1", pid=1)
+
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    workers = {w["queue"]: w.get("error", "ok") for w in response.json()["checks"]["workers"]["workers"]}
+    assert workers == {
+        "email_notifications": "ok",
+        "message_notifications": "missing",
+        "missedmessage_mobile_notifications_shard1": "missing",
+        "missedmessage_mobile_notifications_shard2": "missing",
+        "sms_notifications": "missing",
+    }
+    # The API itself is still ready to take requests: workers are not its business.
+    assert client.get("/health/ready").status_code == 200
+    assert client.get("/health/live").json() == {"status": "alive"}
+
+
+def test_no_worker_is_expected_in_inline_mode(client, broker, settings):
+    settings.HEALTH_EXPECTED_WORKERS = None
+    settings.QUEUE_BACKEND = "inline"
+    assert client.get("/health").json()["checks"]["workers"] == {"ok": True, "workers": []}
+
+
 def test_503_on_a_stale_heartbeat(client, settings):
+    settings.HEALTH_EXPECTED_WORKERS = ["email_notifications", "sms_notifications"]
     settings.WORKER_HEARTBEAT_STALE_SECONDS = 30
     WorkerHeartbeat.objects.create(queue_name="email_notifications", hostname="h1", pid=1)
     WorkerHeartbeat.objects.create(
@@ -84,6 +115,7 @@ def test_503_when_the_database_is_down(client, monkeypatch):
     assert response.status_code == 503
     assert response.json()["checks"]["database"] == {"ok": False, "error": "OperationalError"}
     assert b"db.internal" not in response.content
+    assert client.get("/health/ready").status_code == 503
 
 
 @pytest.mark.django_db(transaction=True)
@@ -102,3 +134,22 @@ def test_worker_loop_beats_while_idle_and_a_restart_takes_its_row_over(broker, t
     assert row.pid == restarted.pid
     restarted.stop()
     assert not WorkerHeartbeat.objects.exists()
+
+
+def test_503_when_a_notification_has_been_stuck_too_long(client, broker, settings):
+    from model_bakery import baker
+
+    from zerver.models import Notification
+
+    settings.HEALTH_EXPECTED_WORKERS = []
+    settings.HEALTH_MAX_UNFINISHED_SECONDS = 600
+    baker.make(Notification, type="push", content={}, status="pending")
+    assert client.get("/health").status_code == 200
+    Notification.objects.update(updated_at=timezone.now() - timedelta(seconds=700))
+
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    deliveries = response.json()["checks"]["deliveries"]
+    assert deliveries["ok"] is False
+    assert deliveries["oldest_unfinished_seconds"]["pending"] >= 700

@@ -3,6 +3,7 @@
 import os
 import signal
 import socket
+import time
 from collections import Counter
 
 import pika
@@ -194,3 +195,17 @@ def test_published_messages_are_persistent_and_carry_json(broker, test_queue):
     assert properties.delivery_mode == pika.DeliveryMode.Persistent.value
     assert properties.content_type == "application/json"
     assert body.decode() == '{"id":"x","text":"h\\u00e9llo"}'
+
+
+def test_an_event_with_a_deadline_retries_past_max_retries_until_the_deadline_and_then_expires(broker, test_queue):
+    retried = metrics.retried.labels("test")
+    expired = metrics.expired.labels("test")
+    retried_before, expired_before = retried._value.get(), expired._value.get()
+    queue_json_publish("test", {"id": "late", "always_retry": True, "expires_at": time.time() + 3.0})
+
+    with running(get_worker("test")):
+        wait_for(lambda: expired._value.get() > expired_before, timeout=20, what="the event to expire")
+
+    assert retried._value.get() - retried_before > 5  # more than QUEUE_MAX_RETRIES: the deadline rules
+    assert broker.message_count(dlq_name("test")) == 0  # expiry is a final state, not a poison event
+    assert read_jsonl(test_queue) == []

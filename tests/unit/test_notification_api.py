@@ -27,7 +27,12 @@ def test_send_stores_a_pending_notification_and_its_outbox_event(api):
         "Hello!",
     )
     [outbox] = OutboxEvent.objects.all()
-    assert (outbox.queue_name, outbox.event) == ("email_notifications", {"notification_id": str(notification.pk)})
+    assert (outbox.queue_name, outbox.event) == (
+        "email_notifications",
+        {"notification_id": str(notification.pk), "expires_at": notification.expires_at.timestamp()},
+    )
+    # An e-mail's default deadline is a day after acceptance.
+    assert (notification.expires_at - notification.created_at).total_seconds() == pytest.approx(86400, abs=5)
 
 
 def test_push_event_carries_the_user_id_for_sharding(api):
@@ -35,7 +40,10 @@ def test_push_event_carries_the_user_id_for_sharding(api):
     assert response.status_code == 202
     [outbox] = OutboxEvent.objects.all()
     assert outbox.queue_name == "missedmessage_mobile_notifications"
-    assert outbox.event == {"notification_id": response.json()["id"], "user_id": "42"}
+    assert {k: v for k, v in outbox.event.items() if k != "expires_at"} == {
+        "notification_id": response.json()["id"],
+        "user_id": "42",
+    }
 
 
 def test_template_is_rendered_with_its_variables(api):

@@ -7,7 +7,9 @@ from tests.helpers import read_jsonl
 from workers import base
 from workers.base import get_worker, registered_queues
 from zerver.lib.queue import (
+    MessageTooLarge,
     QueueMessage,
+    encode,
     queue_json_publish,
     retry_delay,
     retry_delays,
@@ -120,3 +122,18 @@ def test_a_database_deadlock_is_retried_not_dead_lettered(settings, tmp_path):
 
     assert is_transient(OperationalError(1213, "Deadlock found when trying to get lock"))
     assert not is_transient(ValueError("bad"))
+
+
+def test_deeply_nested_and_oversized_bodies_are_malformed_not_fatal(settings):
+    nested = QueueMessage.decode("q", b"[" * 100_000 + b"]" * 100_000, None, 1, False)
+    assert nested.malformed == "body is JSON nested too deeply to decode"
+    settings.QUEUE_MAX_MESSAGE_BYTES = 1000
+    big = QueueMessage.decode("q", b'{"a": "' + b"x" * 2000 + b'"}', None, 1, False)
+    assert big.malformed.startswith("body is 2009 bytes, over QUEUE_MAX_MESSAGE_BYTES")
+
+
+def test_an_event_over_the_size_cap_is_refused_at_publish(settings):
+    settings.QUEUE_MAX_MESSAGE_BYTES = 100
+    with pytest.raises(MessageTooLarge):
+        encode({"pad": "x" * 200})
+    assert encode({"pad": "x"}) == b'{"pad":"x"}'

@@ -25,12 +25,16 @@ QUEUE_FOR_TYPE = {
 def delivery_event(notification: Notification) -> dict[str, Any]:
     """The queue event that asks a worker to deliver ``notification``.
 
-    Only the id travels (the database holds the content); a push also
-    carries the user id, by which the mobile queue is sharded.
+    Only the id travels (the database holds the content), with the
+    deadline; a push also carries the user id, by which the mobile queue is
+    sharded.
     """
     event: dict[str, Any] = {"notification_id": str(notification.id)}
     if notification.type == "push":
         event["user_id"] = notification.recipient
+    if notification.expires_at is not None:
+        # The worker framework retries a failure until then, and no longer.
+        event["expires_at"] = notification.expires_at.timestamp()
     return event
 
 
@@ -65,6 +69,7 @@ def prepare(client: ApiClient, request: dict[str, Any]) -> Notification:
         template=request["template"],
         variables=request["variables"],
         idempotency_key=request["idempotency_key"],
+        expires_at=Notification.deadline(request["type"], request.get("ttl")),
     )
     if notification.type == "sms":
         notification.details = segments(content)

@@ -32,12 +32,12 @@ from django.utils import timezone
 
 from bouncer.models import RemotePushDevice, RemoteServer
 from zerver.actions.notifications import delivery_event
+from zerver.lib import sandbox
 from zerver.lib.push.bouncer_client import LOCAL_SERVER_UUID
 from zerver.lib.queue import (
     EMAIL_NOTIFICATIONS_QUEUE,
     MOBILE_NOTIFICATIONS_QUEUE,
     SMS_NOTIFICATIONS_QUEUE,
-    QueueClient,
     queue_json_publish_many,
     shard_queue_names,
 )
@@ -185,18 +185,6 @@ def free_port() -> int:
 # --- Setting up ------------------------------------------------------------------------
 
 
-def reset(client_name: str) -> ApiClient:
-    """Remove what an earlier run left: its client (with devices and notifications) and its queues."""
-    old = ApiClient.objects.filter(name=client_name)
-    device_ids = [str(pk) for pk in PushDevice.objects.filter(client__in=old).values_list("pk", flat=True)]
-    for i in range(0, len(device_ids), 5000):
-        RemotePushDevice.objects.filter(device_id__in=device_ids[i : i + 5000]).delete()
-    RemoteServer.objects.filter(hostname="bench").delete()
-    old.delete()
-    client, _ = ApiClient.create(client_name)
-    return client
-
-
 def create_devices(client: ApiClient, options: Options, server: RemoteServer) -> dict[str, str]:
     """One user with one device per notification, platforms dealt out by the mix; returns user -> platform."""
     cycle = [platform for platform, weight in options.mix.items() for _ in range(weight)]
@@ -280,12 +268,18 @@ def notification_id_of(record: dict[str, Any]) -> str | None:
 
 
 def run(options: Options, progress: Any = None) -> Run:
+    """One benchmark run, on a RabbitMQ vhost and a database of its own, both removed afterwards.
+
+    Whatever else the broker and the database server hold (a dev stack's
+    queues, dead letters and rows) is never read, changed or deleted.
+    """
     result = Run(options)
-    processes = Processes()
-    try:
-        _run(options, result, processes, progress)
-    finally:
-        processes.stop()
+    with sandbox.private_vhost("bench"), sandbox.private_database("bench"):
+        processes = Processes()
+        try:
+            _run(options, result, processes, progress)
+        finally:
+            processes.stop()
     return result
 
 
@@ -318,7 +312,7 @@ def _run(options: Options, result: Run, processes: Processes, progress: Any) -> 
     }
     settings.SHARDED_QUEUES = {**settings.SHARDED_QUEUES, MOBILE_NOTIFICATIONS_QUEUE: shards}
 
-    client = reset(BENCH_CLIENT)
+    client, _ = ApiClient.create(BENCH_CLIENT)
     if options.mode == "push":
         if options.bouncer == "http":
             server, key = RemoteServer.create("bench")
@@ -331,9 +325,6 @@ def _run(options: Options, result: Run, processes: Processes, progress: Any) -> 
         result.provider_of = create_devices(client, options, server)
 
     queue = QUEUE_OF_MODE[options.mode]
-    broker = QueueClient()
-    for name in {queue, *shard_queue_names(queue)}:
-        broker.delete(name)
     processes.start_workers(shard_queue_names(queue) if options.mode == "push" else [queue] * options.workers, env)
     time.sleep(2.0)  # let the workers connect and declare their queues
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 
 from workers import metrics
 from zerver.models import Attempt, Notification, Status
@@ -25,18 +27,51 @@ class SendError(Exception):
         self.retry_after = retry_after
 
 
-def claim(ids: list[uuid.UUID]) -> list[Notification]:
-    """Mark notifications as being delivered; returns those that were not done already.
+def claim(
+    ids: Iterable[uuid.UUID], redelivered: Iterable[uuid.UUID] = (), load: tuple[str, ...] | None = None
+) -> list[Notification]:
+    """Mark notifications as being delivered; returns those that were not done already, with ``load`` read.
 
     This is what makes consumers idempotent by notification id: a redelivered
-    or re-published event finds its notification sent (or failed, or
-    cancelled) and nothing is sent again.
+    or re-published event finds its notification sent (or failed, expired,
+    cancelled) and nothing is sent again. One that is ``processing`` is being
+    delivered by another worker, and is left to it, unless its event is a
+    ``redelivered`` one: the broker hands an event over again only when the
+    worker that held it is gone.
     """
-    return Notification.bulk_transition(ids, Status.PROCESSING, load=DELIVERY_FIELDS)
+    fields = DELIVERY_FIELDS if load is None else load
+    fresh = Notification.bulk_transition(list(ids), Status.PROCESSING, load=fields, allowed=CLAIMABLE)
+    again = Notification.bulk_transition(list(redelivered), Status.PROCESSING, load=fields)
+    return fresh + again
+
+
+# What a first delivery of an event may claim: not a notification another worker is delivering.
+CLAIMABLE = frozenset({Status.PENDING, Status.RETRYING})
 
 
 # What the channels read of a notification to deliver it.
-DELIVERY_FIELDS = ("type", "recipient", "subject", "content", "html", "details", "created_at")
+DELIVERY_FIELDS = ("type", "recipient", "subject", "content", "html", "details", "created_at", "expires_at")
+
+
+def past_deadline(notification: Notification) -> bool:
+    return notification.expires_at is not None and notification.expires_at <= timezone.now()
+
+
+def expire(ids: list[uuid.UUID], reason: str) -> int:
+    """Their deadline passed before they were delivered: they end ``expired``, counted; returns how many moved."""
+    moved = Notification.bulk_transition(ids, Status.EXPIRED, load=("type",), error=reason[:2000])
+    for notification in moved:
+        metrics.notifications_expired.labels(queue_label(notification), reason_label(reason)).inc()
+    return len(moved)
+
+
+def reason_label(reason: str) -> str:
+    """A bounded metric label for why a notification expired."""
+    if reason.startswith("expired after"):
+        return "retries_past_deadline"
+    if reason.startswith("stranded"):
+        return "stranded_past_deadline"
+    return "deadline_before_sending"
 
 
 @dataclass

@@ -1,4 +1,13 @@
-"""The checks behind ``GET /health``: database, broker, worker heartbeats.
+"""The checks behind the health endpoints.
+
+* ``GET /health``: the whole service, for monitoring and paging: the
+  database, the broker, and a fresh heartbeat from every worker the
+  deployment is expected to run.
+* ``GET /health/ready``: readiness of this web process, for a load balancer:
+  only what serving the API needs (its database). Workers or the broker
+  being down must not take the API out of rotation: the outbox holds
+  accepted notifications until they are back.
+* ``GET /health/live``: liveness, for a process supervisor: it answers.
 
 Each check says only whether it passed and, if not, the class of the error:
 the endpoint is unauthenticated, and an exception's text can carry a host,
@@ -44,21 +53,82 @@ def check_broker() -> dict[str, Any]:
     return {"ok": True}
 
 
+def expected_workers() -> list[str]:
+    """The queue workers (shards spelled out) this deployment runs: what the process-manager units start.
+
+    ``HEALTH_EXPECTED_WORKERS`` names them where the deployment runs a
+    different set; otherwise they follow from the same settings the units
+    are rendered from. With ``QUEUE_BACKEND=inline`` no worker runs at all.
+    """
+    if settings.QUEUE_BACKEND == "inline":
+        return []
+    if settings.HEALTH_EXPECTED_WORKERS is not None:
+        return list(settings.HEALTH_EXPECTED_WORKERS)
+    from zerver.lib.deployment import default_queues, worker_names
+
+    return worker_names(default_queues(), settings.MOBILE_NOTIFICATIONS_SHARDS)
+
+
 def check_workers() -> dict[str, Any]:
-    """Every worker with a heartbeat row; one older than ``WORKER_HEARTBEAT_STALE_SECONDS`` fails the check."""
+    """Every expected worker has a fresh heartbeat on some host; any heartbeat gone stale fails too.
+
+    A worker that stopped (cleanly, so it removed its row, or never started)
+    is ``missing``; one whose row is older than ``WORKER_HEARTBEAT_STALE_SECONDS``
+    is ``stale`` (hung or killed). Host names are not shown: the endpoint is public.
+    """
     try:
         beats = list(WorkerHeartbeat.objects.order_by("queue_name", "hostname"))
     except DatabaseError as e:
         return {"ok": False, "error": type(e).__name__}
     stale_before = timezone.now() - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
-    workers = [
-        {"queue": b.queue_name, "last_seen_seconds_ago": round(b.age_seconds(), 1), "ok": b.last_seen >= stale_before}
-        for b in beats
-    ]
+    by_queue: dict[str, list[WorkerHeartbeat]] = {}
+    for beat in beats:
+        by_queue.setdefault(beat.queue_name, []).append(beat)
+    workers = []
+    for queue in dict.fromkeys([*expected_workers(), *by_queue]):
+        rows = by_queue.get(queue, [])
+        if not rows:
+            workers.append({"queue": queue, "ok": False, "error": "missing"})
+            continue
+        stale = [b for b in rows if b.last_seen < stale_before]
+        worker: dict[str, Any] = {
+            "queue": queue,
+            "ok": not stale,
+            "processes": len(rows),
+            "last_seen_seconds_ago": round(min(b.age_seconds() for b in rows), 1),
+        }
+        if stale:
+            worker["error"] = "stale"
+        workers.append(worker)
     return {"ok": all(w["ok"] for w in workers), "workers": workers}
 
 
+def check_deliveries() -> dict[str, Any]:
+    """The oldest unfinished notification per status: past ``HEALTH_MAX_UNFINISHED_SECONDS``, deliveries are stuck."""
+    from zerver.lib.reaper import oldest_unfinished
+
+    try:
+        ages = oldest_unfinished()
+    except DatabaseError as e:
+        return {"ok": False, "error": type(e).__name__}
+    limit = settings.HEALTH_MAX_UNFINISHED_SECONDS
+    return {"ok": max(ages.values(), default=0.0) <= limit, "oldest_unfinished_seconds": ages, "limit_seconds": limit}
+
+
 def health() -> tuple[bool, dict[str, Any]]:
-    checks = {"database": check_database(), "broker": check_broker(), "workers": check_workers()}
+    """The whole service, for monitoring: database, broker, every expected worker, and nothing stuck."""
+    checks = {
+        "database": check_database(),
+        "broker": check_broker(),
+        "workers": check_workers(),
+        "deliveries": check_deliveries(),
+    }
     ok = all(c["ok"] for c in checks.values())
     return ok, {"status": "ok" if ok else "unhealthy", "checks": checks}
+
+
+def readiness() -> tuple[bool, dict[str, Any]]:
+    """Can this web process take API requests? It needs its database; a broker outage is the outbox's job."""
+    checks = {"database": check_database()}
+    ok = checks["database"]["ok"]
+    return ok, {"status": "ready" if ok else "not ready", "checks": checks}

@@ -15,10 +15,11 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.utils import timezone
 
-from zerver.lib.queue import QueueUnavailable, queue_json_publish_many
+from zerver.lib.queue import QueueUnavailable, encode, queue_json_publish_many
 from zerver.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ _skip_direct_until = 0.0
 
 def enqueue(queue_name: str, events: list[dict[str, Any]]) -> None:
     """Save events for ``queue_name`` in the current transaction; publish them after commit."""
+    for event in events:
+        encode(event)  # an event the broker would refuse (too large) fails its request, not the relay later
     rows = OutboxEvent.objects.bulk_create([OutboxEvent(queue_name=queue_name, event=e) for e in events])
     ids = [row.pk for row in rows]
     if ids[0] is None:  # backends that don't return ids from bulk_create
@@ -86,13 +89,32 @@ def relay_once(batch_size: int = 1000, min_age_seconds: float = 1.0) -> int:
 
 
 def relay(stop: threading.Event, interval: float = 1.0, min_age_seconds: float = 1.0) -> None:
-    """Run :func:`relay_once` until ``stop`` is set; sleeps only when there was nothing to do."""
+    """Run :func:`relay_once` until ``stop`` is set; sleeps only when there was nothing to do.
+
+    Every ``REAPER_INTERVAL_SECONDS`` it also runs a round of the reaper
+    (``zerver.lib.reaper``), so no deployment can run without one.
+    """
+    from zerver.lib.reaper import reap_once  # it publishes through this module
+
+    pause = interval
+    next_reap = 0.0
     while not stop.is_set():
         try:
+            if settings.REAPER_INTERVAL_SECONDS > 0 and time.monotonic() >= next_reap:
+                next_reap = time.monotonic() + settings.REAPER_INTERVAL_SECONDS
+                reap_once()
             published = relay_once(min_age_seconds=min_age_seconds)
+            pause = interval
         except QueueUnavailable as e:
             logger.warning("outbox relay: RabbitMQ unavailable (%s)", e)
             published = 0
+        except (OperationalError, InterfaceError) as e:
+            # The database is down or restarting: wait for it, never exit (the rows are safe in it).
+            pause = min(max(pause, interval) * 2, 30.0)
+            logger.warning("outbox relay: database unavailable (%s); retrying in %.0f s", e, pause)
+            close_old_connections()
+            stop.wait(pause)
+            continue
         if published:
             logger.info("outbox relay: published %d events", published)
         else:

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
@@ -109,6 +111,18 @@ def retry_delay(attempt: int, at_least: float = 0.0) -> float:
     return next((d for d in retry_delays() if d >= wanted), settings.QUEUE_RETRY_MAX_SECONDS)
 
 
+def retry_wait(attempt: int, at_least: float = 0.0) -> float:
+    """A jittered wait before retrying after failed attempt ``attempt``: "full jitter" over :func:`retry_delay`.
+
+    Uniform between nothing and the exponential delay, so the events of one
+    outage do not come back all at once; raised to ``at_least`` (Retry-After,
+    the floor) and rounded up to a declared step, so never below the base.
+    """
+    ceiling = retry_delay(attempt)
+    wanted = max(random.uniform(0.0, ceiling), at_least)
+    return next((d for d in retry_delays() if d >= wanted), settings.QUEUE_RETRY_MAX_SECONDS)
+
+
 def retry_queue_name(queue_name: str, delay: float) -> str:
     return f"{queue_name}.retry.{round(delay * 1000)}ms"
 
@@ -160,8 +174,17 @@ def route(queue_name: str, event: dict[str, Any]) -> str:
     return f"{queue_name}_shard{number % shards + 1}"
 
 
+class MessageTooLarge(ValueError):
+    """An event whose JSON is over ``QUEUE_MAX_MESSAGE_BYTES``: it is refused at publish, not sent."""
+
+
 def encode(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":")).encode()
+    body = json.dumps(event, separators=(",", ":")).encode()
+    if len(body) > settings.QUEUE_MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(
+            f"event is {len(body)} bytes, over QUEUE_MAX_MESSAGE_BYTES ({settings.QUEUE_MAX_MESSAGE_BYTES})"
+        )
+    return body
 
 
 # --- What a consumer receives --------------------------------------------------
@@ -188,6 +211,14 @@ class QueueMessage:
     deferred: bool = False
     # Set once the framework has decided to dead-letter the message, to why.
     dead_letter_reason: str | None = None
+    # Set when a retry would come after the event's deadline (``expires_at``): it is dropped, and why.
+    expired_reason: str | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        """The event's ``expires_at`` (a Unix time), if it has one: it is retried until then, not counted."""
+        value = (self.event or {}).get("expires_at")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     @property
     def attempt(self) -> int:
@@ -202,10 +233,21 @@ class QueueMessage:
         cls, queue_name: str, body: bytes, headers: dict[str, Any] | None, delivery_tag: int, redelivered: bool
     ) -> QueueMessage:
         message = cls(queue_name, body, dict(headers or {}), delivery_tag, redelivered)
+        if len(body) > settings.QUEUE_MAX_MESSAGE_BYTES:
+            message.malformed = (
+                f"body is {len(body)} bytes, over QUEUE_MAX_MESSAGE_BYTES ({settings.QUEUE_MAX_MESSAGE_BYTES})"
+            )
+            return message
         try:
             event = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             message.malformed = f"body is not valid JSON: {e}"
+            return message
+        except RecursionError:
+            message.malformed = "body is JSON nested too deeply to decode"
+            return message
+        except Exception as e:  # whatever else a body can do to the decoder affects this message alone
+            message.malformed = f"body cannot be decoded: {type(e).__name__}: {e}"
             return message
         if not isinstance(event, dict):
             message.malformed = f"body is JSON {type(event).__name__}, not an object"
@@ -243,9 +285,37 @@ class QueueClient:
             params.connection_attempts = 1
             params.socket_timeout = 5
             self.connection = pika.BlockingConnection(params)
+            self.connected_once = True
             self._publish_channel = self._consume_channel = None
             self._declared.clear()
         return self.connection
+
+    connected_once = False
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the broker (never the credentials in the URL)."""
+        parts = urlsplit(self.url or settings.RABBITMQ_URL)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5672}"
+
+    def connection_problem(self, error: BaseException) -> str:
+        """One line an operator understands: could it never connect, or did it lose the connection, and why."""
+        text = repr(error).lower()
+        if "refused" in text:
+            why = "connection refused"
+        elif "timed out" in text or "timeout" in text:
+            why = "timed out"
+        elif "name or service not known" in text or "gaierror" in text:
+            why = "unknown host"
+        elif "access_refused" in text or "authentication" in text:
+            why = "login refused"
+        elif isinstance(error, pika.exceptions.StreamLostError):
+            why = "connection dropped"
+        else:
+            why = type(error).__name__
+        if self.connected_once:
+            return f"lost the connection to RabbitMQ at {self.address} ({why})"
+        return f"cannot reach RabbitMQ at {self.address} ({why})"
 
     @property
     def publish_channel(self) -> Any:
@@ -292,7 +362,7 @@ class QueueClient:
                 self.close()
                 if time.monotonic() + pause > deadline:
                     raise QueueUnavailable(f"RabbitMQ unreachable: {e!r}") from e
-                logger.warning("RabbitMQ connection lost (%r); reconnecting in %.2fs", e, pause)
+                logger.warning("%s; retrying in %.2f s", self.connection_problem(e), pause)
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
 
@@ -319,9 +389,13 @@ class QueueClient:
 
     def delete(self, queue_name: str) -> None:
         """Delete a queue with its retry and dead-letter queues (tests, tear-down)."""
-        channel = self.publish_channel
-        for name in [queue_name, dlq_name(queue_name)] + [retry_queue_name(queue_name, d) for d in retry_delays()]:
-            channel.queue_delete(name)
+
+        def delete() -> None:
+            channel = self.publish_channel
+            for name in [queue_name, dlq_name(queue_name)] + [retry_queue_name(queue_name, d) for d in retry_delays()]:
+                channel.queue_delete(name)
+
+        self.with_reconnect(delete)
         self._declared.discard(queue_name)
 
     def message_count(self, queue_name: str) -> int:

@@ -58,7 +58,7 @@ def keep_one_per_name(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("zerver", "0004_attempt_provider_id"),
+        ("zerver", "0007_notification_expiry"),
     ]
 
     operations = [

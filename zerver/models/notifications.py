@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from django.db import models, transaction
@@ -24,18 +25,27 @@ class Status(models.TextChoices):
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Its deadline (``expires_at``) passed before it could be delivered: too late to be worth sending.
+    EXPIRED = "expired"
+
+
+# The statuses a notification ends in; every accepted notification reaches one of them.
+FINAL_STATUSES = frozenset({Status.SENT, Status.FAILED, Status.CANCELLED, Status.EXPIRED})
+UNFINISHED_STATUSES = frozenset({Status.PENDING, Status.PROCESSING, Status.RETRYING})
 
 
 # The one table of legal status changes: to-status -> the statuses it may come from.
 # `processing` may follow itself: a worker that died mid-delivery leaves it so,
-# and the redelivered event must be able to claim it again.
+# and the redelivered event must be able to claim it again (only a redelivered
+# one: see zerver.lib.delivery.claim).
 TRANSITIONS: dict[str, set[str]] = {
     Status.PROCESSING: {Status.PENDING, Status.RETRYING, Status.PROCESSING},
     Status.RETRYING: {Status.PROCESSING},
     Status.SENT: {Status.PROCESSING},
     Status.FAILED: {Status.PENDING, Status.PROCESSING, Status.RETRYING},
     Status.CANCELLED: {Status.PENDING, Status.RETRYING},
-    Status.PENDING: {Status.FAILED},  # an operator's "retry"
+    Status.EXPIRED: {Status.PENDING, Status.PROCESSING, Status.RETRYING},
+    Status.PENDING: {Status.FAILED, Status.EXPIRED},  # an operator's "retry"
 }
 
 
@@ -95,15 +105,26 @@ class Notification(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The deadline: transient failures are retried until then, and it ends ``expired`` if not delivered
+    # by then. Set at acceptance from the request's ``ttl`` or the channel's default (DELIVERY_TTL_SECONDS).
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["client", "idempotency_key"], name="unique_idempotency_key_per_client")
         ]
-        indexes = [models.Index(fields=["type", "status"])]
+        indexes = [models.Index(fields=["type", "status"]), models.Index(fields=["status", "updated_at"])]
 
     def __str__(self) -> str:
         return f"{self.type} {self.id} ({self.status})"
+
+    @staticmethod
+    def deadline(type_: str, ttl_seconds: float | None = None, now: Any = None) -> Any:
+        """When a notification of ``type_`` accepted ``now`` expires: ``ttl_seconds``, or the channel's default."""
+        from django.conf import settings
+
+        ttl = settings.DELIVERY_TTL_SECONDS[type_] if ttl_seconds is None else ttl_seconds
+        return (now or timezone.now()) + timezone.timedelta(seconds=ttl)
 
     def transition(self, to: str, **fields: Any) -> bool:
         """Move to status ``to`` if the current status allows it, atomically.
@@ -123,7 +144,9 @@ class Notification(models.Model):
         return bool(moved)
 
     @staticmethod
-    def bulk_transition(ids: list[Any], to: str, *, load: tuple[str, ...] = (), **fields: Any) -> list[Notification]:
+    def bulk_transition(
+        ids: list[Any], to: str, *, load: tuple[str, ...] = (), allowed: Collection[str] | None = None, **fields: Any
+    ) -> list[Notification]:
         """:meth:`transition` for many at once; returns the notifications that moved, as they are now.
 
         The rows are locked (by primary key, in key order) while they are
@@ -133,16 +156,20 @@ class Notification(models.Model):
         could make InnoDB scan, and lock, other workers' rows by that index.
         Only ``pk``, ``status`` and the fields named in ``load`` are read (a
         worker claiming notifications it is about to send wants their content).
+        ``allowed`` narrows the statuses they may move from.
         """
         if to not in TRANSITIONS:
             raise IllegalTransition(f"no transition to {to!r}")
+        sources = TRANSITIONS[to] if allowed is None else TRANSITIONS[to] & set(allowed)
         fields = {"status": to, "updated_at": timezone.now(), **fields}
         if to == Status.SENT:
             fields.setdefault("sent_at", timezone.now())
+        if not ids:
+            return []
         with transaction.atomic():
             current = Notification.objects.select_for_update().filter(pk__in=ids).order_by("pk")
             current = current.only("pk", "status", *load)
-            movable = [n for n in current if n.status in TRANSITIONS[to]]
+            movable = [n for n in current if n.status in sources]
             if movable:
                 Notification.objects.filter(pk__in=[n.pk for n in movable]).update(**fields)
         for notification in movable:

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 from django_prometheus.exports import ExportToDjangoView
 
 from workers import metrics
-from zerver.lib.health import health as run_checks
+from zerver.lib import health as checks
 
 _depth_registered = threading.Lock()
 _depth_collector: metrics.QueueDepthCollector | None = None
@@ -17,9 +17,22 @@ _depth_collector: metrics.QueueDepthCollector | None = None
 
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
-    """200 when the database, the broker and every worker with a heartbeat are fine, else 503. No auth."""
-    ok, body = run_checks()
+    """200 when the database, the broker and every expected worker are fine, else 503. No auth."""
+    ok, body = checks.health()
     return JsonResponse(body, status=200 if ok else 503)
+
+
+@require_GET
+def ready(request: HttpRequest) -> JsonResponse:
+    """Readiness for a load balancer: 200 when this web process can serve the API, else 503."""
+    ok, body = checks.readiness()
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+@require_GET
+def live(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers."""
+    return JsonResponse({"status": "alive"})
 
 
 @require_GET
