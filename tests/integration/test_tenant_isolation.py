@@ -9,6 +9,7 @@ twice: with the bouncer in the worker's process and over real HTTP.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from io import StringIO
 from typing import Any
@@ -189,15 +190,19 @@ def test_status_cancel_retry_and_idempotency_keys_are_the_callers_own(a, b, chan
     assert mine != theirs
     again = call(a, "post", "/api/v1/notifications/send", body).json()
     assert (again["id"], again["duplicate"]) == (mine, True)
-    assert a.get(f"/api/v1/notifications/{theirs}/status").status_code == 404
-    assert b.get(f"/api/v1/notifications/{mine}/status").status_code == 404
+    unknown = b.get(f"/api/v1/notifications/{uuid.uuid4()}/status")
+    for app, other in ((a, theirs), (b, mine)):
+        response = app.get(f"/api/v1/notifications/{other}/status")
+        # As unknown as an id that never existed: nothing tells that it does.
+        assert (response.status_code, response.json()) == (404, unknown.json())
     for act in (operations.cancel, operations.retry):
         with pytest.raises(ApiError) as refused:
             act(b.client_row, mine)
         assert refused.value.status == 404
     Notification.objects.filter(pk=mine).update(status="failed")
-    with pytest.raises(ApiError):
-        operations.retry(b.client_row, mine)
+    with pytest.raises(ApiError) as refused:
+        operations.retry(b.client_row, mine)  # retryable now, but still not B's
+    assert refused.value.status == 404
     assert operations.cancel(b.client_row, theirs).status == "cancelled"
     assert operations.retry(a.client_row, mine).status == "pending"
     assert Notification.objects.get(pk=mine).status == "pending"
@@ -263,8 +268,8 @@ def test_fan_out_follows_each_clients_own_user_settings_and_devices(a, b, bounce
         wait_for(lambda: Notification.objects.filter(status="sent").count() == 3, what="three sent")
         wait_for(lambda: get_queue_client().message_count(MESSAGE_NOTIFICATIONS_QUEUE) == 0, what="fan-out done")
 
-    assert Counter(Notification.objects.values_list("client__name", "type")) == Counter(
-        {(a.client_row.name, "push"): 1, (a.client_row.name, "email"): 1, (b.client_row.name, "email"): 1}
+    assert Counter(Notification.objects.values_list("client_id", "type")) == Counter(
+        {(a.client_row.pk, "push"): 1, (a.client_row.pk, "email"): 1, (b.client_row.pk, "email"): 1}
     )
     assert pushes(providers) == [("expo", xa, "Ann")]
     mails = {r["key"]: r["text"] for r in providers.smtp.control.received("message")}
@@ -272,20 +277,56 @@ def test_fan_out_follows_each_clients_own_user_settings_and_devices(a, b, bounce
     assert "hi from Ann" in mails["a1@example.com"] and "hi from Bo" in mails["b1@example.com"]
 
 
-def test_a_replayed_dead_letter_reaches_only_its_clients_devices(a, b, bouncer_mode, providers, broker):
+def replay_dead_letters(broker: Any, queue: str, count: int) -> None:
+    """Wait for ``count`` dead letters of ``queue``, then ``./manage.py dlq replay`` them."""
+    wait_for(lambda: broker.message_count(dlq_name(queue)) == count, what=f"{count} dead letters")
+    out = StringIO()
+    call_command("dlq", "replay", "--queue", queue, stdout=out)
+    assert f"replayed {count} events" in out.getvalue()
+
+
+def test_replayed_dead_letters_of_both_clients_reach_only_their_own_devices(a, b, bouncer_mode, providers, broker):
+    """Each client's push to its user "1" is refused once for good, dead-lettered, and replayed together."""
     x, y = expo_token("X"), expo_token("Y")
     register(a, "1", "expo", x)
     register(b, "1", "expo", y)
-    providers.expo.control.add_rule(match=x, error="InvalidCredentials", times=1)
+    for token in (x, y):
+        providers.expo.control.add_rule(match=token, error="InvalidCredentials", times=1)
     queue = MOBILE_NOTIFICATIONS_QUEUE
 
     with running(get_worker(queue)):
-        notification_id = send(a, type="push", recipient="1", content="once more")
-        assert settled(a, notification_id)["status"] == "failed"
-        wait_for(lambda: broker.message_count(dlq_name(queue)) == 1, what="the dead letter")
-        call_command("dlq", "replay", "--queue", queue, stdout=StringIO())
-        wait_for(lambda: a.get(f"/api/v1/notifications/{notification_id}/status").json()["status"] == "sent")
+        ids = {app: send(app, type="push", recipient="1", content=f"for {name}") for app, name in ((a, "A"), (b, "B"))}
+        assert {settled(app, i)["status"] for app, i in ids.items()} == {"failed"}
+        replay_dead_letters(broker, queue, 2)
+        wait_for(lambda: all(settled(app, i)["status"] == "sent" for app, i in ids.items()), what="both sent")
 
-    assert [r["outcome"] for r in providers.expo.control.received("notification", x)] != []
-    assert len(providers.expo.control.received("notification", x)) == 2  # refused, then delivered
-    assert providers.expo.control.received("notification", y) == []
+    for token, body in ((x, "for A"), (y, "for B")):
+        received = providers.expo.control.received("notification", token)
+        assert [(r["outcome"], r["message"]["body"]) for r in received] == [("InvalidCredentials", body), ("ok", body)]
+
+
+@pytest.mark.parametrize(
+    ("channel", "queue", "recipients"),
+    [
+        ("email", EMAIL_NOTIFICATIONS_QUEUE, ("ann@example.com", "bo@example.com")),
+        ("sms", SMS_NOTIFICATIONS_QUEUE, ("+14155550111", "+14155550122")),
+    ],
+)
+def test_replayed_email_and_sms_dead_letters_keep_their_clients(a, b, providers, broker, channel, queue, recipients):
+    """Refused for good once each, dead-lettered, replayed: each client's own message to its own recipient."""
+    fake = providers.smtp if channel == "email" else providers.sms
+    for recipient in recipients:
+        fake.control.add_rule(match=recipient, status=550 if channel == "email" else 400, times=1)
+    sent = {}
+    with running(get_worker(queue)):
+        for app, name, recipient in ((a, "A", recipients[0]), (b, "B", recipients[1])):
+            sent[app] = send(app, type=channel, recipient=recipient, subject="Hi", content=f"{name} says hi")
+        assert {settled(app, i)["status"] for app, i in sent.items()} == {"failed"}
+        replay_dead_letters(broker, queue, 2)
+        wait_for(lambda: all(settled(app, i)["status"] == "sent" for app, i in sent.items()), what="both sent")
+
+    assert b.get(f"/api/v1/notifications/{sent[a]}/status").status_code == 404
+    delivered = [r for r in fake.control.received("message") if r["outcome"] == "ok"]
+    bodies = {r["key"]: (r["text"] if channel == "email" else r["form"]["Body"]).strip() for r in delivered}
+    assert len(delivered) == 2
+    assert bodies == {recipients[0]: "A says hi", recipients[1]: "B says hi"}
