@@ -96,7 +96,7 @@ class AttemptInline(admin.TabularInline):
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
     list_display = ["id", "type", "recipient", "status", "client", "created_at", "sent_at"]
-    list_filter = ["status", "type", "created_at"]
+    list_filter = ["status", "type", "client", "created_at"]  # by client: retry or cancel one tenant's only
     list_select_related = ["client"]
     search_fields = ["recipient"]
     search_help_text = "A recipient (or part of one), or a notification id."
