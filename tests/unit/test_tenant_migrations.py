@@ -7,6 +7,7 @@ every row became. The schema is left at the latest migration afterwards.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,11 +16,12 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from zerver.lib.push import tokens
+from zerver.lib.push.bouncer_client import LOCAL_SERVER_UUID
 
-LOCAL_SERVER_UUID = "00000000-0000-4000-8000-000000000001"
 BOUNCER_BEFORE, BOUNCER_AFTER = ("bouncer", "0001_initial"), ("bouncer", "0002_remotepushdevice_client")
 TEMPLATES_BEFORE, TEMPLATES_AFTER = ("zerver", "0007_notification_expiry"), ("zerver", "0005_template_client")
 
+_numbers = itertools.count(1)
 Migrate = Callable[[tuple[str, str]], Any]
 
 
@@ -42,28 +44,16 @@ def api_client(apps: Any, name: str) -> Any:
     return apps.get_model("zerver", "ApiClient").objects.create(name=name, key_lookup=name[:16], key_hash="0" * 64)
 
 
-def server_device(apps: Any, client: Any, user_id: str, n: int) -> Any:
-    token = f"ExponentPushToken[{n}]"
-    return apps.get_model("zerver", "PushDevice").objects.create(
-        client=client,
-        user_id=user_id,
-        platform="expo",
-        app_id="app",
-        token_ciphertext=tokens.encrypt(token),
-        token_hash=tokens.token_hash(token),
-    )
-
-
-def bouncer_device(apps: Any, server: Any, device_id: str, n: int) -> Any:
-    token = f"ExponentPushToken[{n}]"
-    return apps.get_model("bouncer", "RemotePushDevice").objects.create(
-        server=server,
-        device_id=device_id,
+def expo_device(apps: Any, model: str, **fields: Any) -> Any:
+    """A row of ``model`` ("app.Model", a device table) of user "1", with an Expo token of its own."""
+    token = f"ExponentPushToken[{next(_numbers)}]"
+    return apps.get_model(model).objects.create(
         user_id="1",
         platform="expo",
         app_id="app",
         token_ciphertext=tokens.encrypt(token),
         token_hash=tokens.token_hash(token),
+        **fields,
     )
 
 
@@ -73,11 +63,10 @@ def test_local_bouncer_devices_take_their_server_rows_client_and_remote_ones_go(
     servers = apps.get_model("bouncer", "RemoteServer").objects
     local = servers.create(uuid=LOCAL_SERVER_UUID, hostname="local", api_key_hash="0" * 64)
     remote = servers.create(hostname="push.example.com", api_key_hash="1" * 64)
-    of_a, of_b = server_device(apps, a, "1", 1), server_device(apps, b, "1", 2)
-    bouncer_device(apps, local, str(of_a.pk), 1)
-    bouncer_device(apps, local, str(of_b.pk), 2)
-    bouncer_device(apps, local, str(of_b.pk + 1000), 3)  # its server row is gone
-    bouncer_device(apps, remote, "77", 4)  # its client is in another database
+    of_a, of_b = expo_device(apps, "zerver.PushDevice", client=a), expo_device(apps, "zerver.PushDevice", client=b)
+    for server, device_id in ((local, of_a.pk), (local, of_b.pk), (local, of_b.pk + 1000), (remote, 77)):
+        # The third's server row is gone; the fourth's client is in another database.
+        expo_device(apps, "bouncer.RemotePushDevice", server=server, device_id=str(device_id))
 
     apps = migrate(BOUNCER_AFTER)
 
