@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from bouncer import service
 from bouncer.models import RemoteServer
+from zerver.lib import ratelimit
 from zerver.lib.api import ApiError, json_body
 from zerver.models.devices import Platform, token_error
 
@@ -33,10 +34,14 @@ def server_view(handler: Handler) -> Callable[[HttpRequest], HttpResponse]:
         try:
             if request.method != "POST":
                 raise ApiError(405, "use POST")
+            ratelimit.check_auth_failure(ratelimit.source_address(request))
             server = authenticate_server(request)
+            ratelimit.check_server_request(server)
             return JsonResponse(handler(server, json_body(request)))
         except ApiError as e:
             return e.response()
+        except ratelimit.RateLimited as e:
+            return ratelimit.rate_limited_response(e)
 
     return view
 
@@ -49,6 +54,7 @@ def authenticate_server(request: HttpRequest) -> RemoteServer:
         server_uuid = api_key = ""
     server = RemoteServer.authenticate(server_uuid, api_key) if scheme.lower() == "basic" else None
     if server is None:
+        ratelimit.record_auth_failure(ratelimit.source_address(request))
         raise ApiError(401, "unknown server or wrong API key")
     return server
 

@@ -121,9 +121,12 @@ RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@localhost:5672
 RABBITMQ_RECONNECT_SECONDS = env_float("RABBITMQ_RECONNECT_SECONDS", 10.0)
 RABBITMQ_HEARTBEAT = env_int("RABBITMQ_HEARTBEAT", 60)
 # Retry backoff: after failed attempt n, a random wait up to base * 2**(n-1) seconds ("full jitter"),
-# never more than the cap, never less than a provider's Retry-After.
+# never more than the cap (so whatever waited out an outage is retried within a minute of its end), never less
+# than a provider's Retry-After.
 QUEUE_RETRY_BASE_SECONDS = env_float("QUEUE_RETRY_BASE_SECONDS", 1.0)
-QUEUE_RETRY_MAX_SECONDS = env_float("QUEUE_RETRY_MAX_SECONDS", 300.0)
+QUEUE_RETRY_MAX_SECONDS = env_float("QUEUE_RETRY_MAX_SECONDS", 60.0)
+# The longest Retry-After honoured (a longer one waits this long); waits past the cap get queues of their own.
+QUEUE_RETRY_AFTER_MAX_SECONDS = env_float("QUEUE_RETRY_AFTER_MAX_SECONDS", 3600.0)
 # Events that carry a deadline (every notification's) retry until it; others give up after this many retries.
 QUEUE_MAX_RETRIES = env_int("QUEUE_MAX_RETRIES", 5)
 # How long a notification may take to be delivered, per channel, unless the request gives a `ttl`.
@@ -160,6 +163,26 @@ QUEUE_DEPTH_CACHE_SECONDS = env_float("QUEUE_DEPTH_CACHE_SECONDS", 5.0)
 # Workers write a heartbeat at most this often, busy or idle; /health calls one stale after the second.
 WORKER_HEARTBEAT_INTERVAL_SECONDS = env_float("WORKER_HEARTBEAT_INTERVAL_SECONDS", 5.0)
 WORKER_HEARTBEAT_STALE_SECONDS = env_float("WORKER_HEARTBEAT_STALE_SECONDS", 60.0)
+
+# --- Rate limits (zerver/lib/ratelimit.py) ----------------------------------------
+# The counters live in Django's cache. Production sets REDIS_URL (e.g. redis://127.0.0.1:6379/0) so every
+# web process shares them; without it each process counts alone in its memory (development).
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "notif"}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+RATE_LIMITS_ENABLED = env_bool("RATE_LIMITS_ENABLED", True)
+# Per API client (an ApiClient's own figures win); a fan-out counts each recipient.
+RATE_LIMIT_REQUESTS_PER_MINUTE = env_int("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)
+RATE_LIMIT_NOTIFICATIONS_PER_MINUTE = env_int("RATE_LIMIT_NOTIFICATIONS_PER_MINUTE", 6000)
+# Per remote server of the bouncer (each call carries a batch, so fewer calls than notifications).
+RATE_LIMIT_BOUNCER_REQUESTS_PER_MINUTE = env_int("RATE_LIMIT_BOUNCER_REQUESTS_PER_MINUTE", 3000)
+# Failed authentications per source address, API and bouncer together; past it the address is refused.
+RATE_LIMIT_AUTH_FAILURES_PER_MINUTE = env_int("RATE_LIMIT_AUTH_FAILURES_PER_MINUTE", 20)
 # The workers /health expects a heartbeat from, comma-separated (shards spelled out, e.g.
 # missedmessage_mobile_notifications_shard1); unset: every deployed queue and shard, as the units run them.
 HEALTH_EXPECTED_WORKERS = (

@@ -8,6 +8,7 @@ from settings.base import *
 
 QUEUE_RETRY_BASE_SECONDS = 0.05
 QUEUE_RETRY_MAX_SECONDS = 0.4
+QUEUE_RETRY_AFTER_MAX_SECONDS = 6.4
 RABBITMQ_RECONNECT_SECONDS = 2.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -20,3 +21,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":  # noqa: F405
 
 # Worker processes started by tests serve metrics only when a test gives them a port.
 WORKER_METRICS_BASE_PORT = env_int("WORKER_METRICS_BASE_PORT", 0)  # noqa: F405
+
+# Rate-limit counters in the real Redis, as in production, under a prefix of this test run's own (children
+# of a test inherit it through the environment), so runs side by side never share counters; the autouse
+# fixture in tests/conftest.py deletes this run's keys around each test.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("TEST_CACHE_KEY_PREFIX", f"test-{os.getpid()}-{os.urandom(4).hex()}")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": os.environ["TEST_CACHE_KEY_PREFIX"],
+    }
+}
+# A test's own burst of requests (hundreds in a second) is no client's load: the limits' tests set theirs.
+RATE_LIMIT_REQUESTS_PER_MINUTE = RATE_LIMIT_NOTIFICATIONS_PER_MINUTE = 100_000
+RATE_LIMIT_BOUNCER_REQUESTS_PER_MINUTE = 100_000

@@ -2,6 +2,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import redis
+from django.conf import settings
 
 from fakes.runner import Fakes, start_fakes
 from zerver.lib import sandbox
@@ -49,6 +51,29 @@ def test_queue(broker, settings, tmp_path) -> Iterator[str]:
     clean()
     yield settings.TEST_WORKER_OUTPUT
     clean()
+
+
+@pytest.fixture(autouse=True)
+def _clear_rate_limits() -> Iterator[None]:
+    """Each test starts with no rate-limit counters: this run's keys in Redis (its own prefix) are deleted.
+
+    Not ``cache.clear()``: that would empty the Redis database of every other run too.
+    """
+    cache = settings.CACHES["default"]
+    if not cache["BACKEND"].endswith("RedisCache"):
+        yield
+        return
+    server = redis.Redis.from_url(cache["LOCATION"])
+
+    def clear() -> None:
+        keys = list(server.scan_iter(match=f"{cache['KEY_PREFIX']}:*", count=1000))
+        if keys:
+            server.delete(*keys)
+
+    clear()
+    yield
+    clear()
+    server.close()
 
 
 @pytest.fixture(scope="session")

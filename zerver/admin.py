@@ -42,14 +42,23 @@ def masked(value: str, keep: int = 4) -> str:
 
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
-    list_display = ["name", "key_lookup", "created_at", "revoked_at", "active"]
+    list_display = [
+        "name",
+        "key_lookup",
+        "created_at",
+        "revoked_at",
+        "active",
+        "requests_per_minute",
+        "notifications_per_minute",
+    ]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "key_lookup"]
     readonly_fields = ["key_lookup", "created_at", "revoked_at"]
     actions = ["revoke"]
 
     def get_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> list[str]:
-        return ["name"] if obj is None else ["name", "key_lookup", "created_at", "revoked_at"]
+        limits = ["requests_per_minute", "notifications_per_minute"]
+        return ["name", *limits] if obj is None else ["name", "key_lookup", "created_at", "revoked_at", *limits]
 
     @admin.display(boolean=True)
     def active(self, obj: ApiClient) -> bool:

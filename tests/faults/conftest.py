@@ -44,12 +44,12 @@ class Processes:
         self.running: dict[str, subprocess.Popen] = {}
         self.exits: list[tuple[str, int]] = []
 
-    def start(self, name: str, *args: str) -> subprocess.Popen:
+    def start(self, name: str, *args: str, **env: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "a")
         process = subprocess.Popen(
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
-            env=child_env(**self.env),
+            env=child_env(**{**self.env, **env}),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -85,6 +85,7 @@ def processes(providers, service_queues, settings, tmp_path) -> Iterator[Process
         "DEFAULT_FROM_EMAIL": "alerts@example.com",
         "QUEUE_RETRY_BASE_SECONDS": str(settings.QUEUE_RETRY_BASE_SECONDS),
         "QUEUE_RETRY_MAX_SECONDS": str(settings.QUEUE_RETRY_MAX_SECONDS),
+        "QUEUE_RETRY_AFTER_MAX_SECONDS": str(settings.QUEUE_RETRY_AFTER_MAX_SECONDS),
         "QUEUE_MAX_RETRIES": str(settings.QUEUE_MAX_RETRIES),
         "WORKER_METRICS_BASE_PORT": "0",
         "LOG_LEVEL": "INFO",

@@ -130,3 +130,114 @@ def test_push_worker_killed_mid_batch_ten_times(api, providers, processes):
     print(f"kill -9 x{kills}: {duplicates} duplicate deliveries")
     assert duplicates <= IN_FLIGHT_BOUND * kills
     assert [name for name in processes.exited() if name != MOBILE_NOTIFICATIONS_QUEUE] == []
+
+
+def test_database_stopped_for_60_seconds_mid_stream(api, providers, processes, mariadb):
+    setup_users(api)
+    providers.expo.control.add_rule(delay=0.2)
+    processes.worker(MOBILE_NOTIFICATIONS_QUEUE)
+    processes.relay()
+    ids = send_pushes(api, 600)
+
+    wait_for(lambda: sent_count(ids) > 0, timeout=60, what="the first push sent")
+    mariadb.stop()
+    time.sleep(60)
+    mariadb.start()
+    connection.close()
+    statuses = wait_final(ids, timeout=90)
+
+    assert statuses == {"sent": 600}
+    got = expo_deliveries(providers)
+    assert set(ids) <= set(got)
+    assert sum(n - 1 for n in got.values()) <= IN_FLIGHT_BOUND
+    assert processes.exited() == []
+
+
+def test_provider_answering_30_percent_5xx(api, providers, processes):
+    setup_users(api)
+    providers.expo.control.add_rule(status=503, rate=0.3, seed=7)
+    processes.worker(MOBILE_NOTIFICATIONS_QUEUE)
+    processes.relay()
+    ids = send_pushes(api, 600)
+
+    statuses = wait_final(ids, timeout=120)
+
+    assert statuses == {"sent": 600}
+    got = expo_deliveries(providers)
+    assert set(ids) <= set(got) and max(got.values()) == 1  # a refused request delivered nothing: no duplicates
+    assert processes.exited() == []
+
+
+def test_provider_429_with_retry_after_is_not_tried_again_sooner(api, providers, processes):
+    setup_users(api)
+    providers.expo.control.add_rule(status=429, retry_after=2, times=1)
+    processes.worker(MOBILE_NOTIFICATIONS_QUEUE)
+    processes.relay()
+    ids = send_pushes(api, 20)
+
+    assert wait_final(ids, timeout=60) == {"sent": 20}
+    refused = [r for r in providers.expo.control.received("request") if r["status"] == 429]
+    delivered = [r for r in providers.expo.control.received("notification") if r.get("outcome") == "ok"]
+    assert refused, "the fake refused nothing"
+    retried = [r for r in delivered if r["at"] > refused[-1]["at"]]
+    assert retried and min(r["at"] for r in retried) - refused[-1]["at"] >= 2.0
+
+
+def test_sigterm_finishes_the_batch_and_loses_nothing(api, providers, processes):
+    setup_users(api)
+    providers.expo.control.add_rule(delay=0.2)
+    processes.relay()
+    ids = send_pushes(api, 600)
+    worker = processes.worker(MOBILE_NOTIFICATIONS_QUEUE)
+    wait_for(lambda: sent_count(ids) > 0, timeout=60, what="the first push sent")
+
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    processes.worker(MOBILE_NOTIFICATIONS_QUEUE)
+    assert wait_final(ids, timeout=120) == {"sent": 600}
+
+    got = expo_deliveries(providers)
+    assert set(ids) <= set(got) and max(got.values()) == 1  # a clean stop sends nothing twice
+
+
+def test_bouncer_down_for_120_seconds(api, providers, processes):
+    from bouncer.models import RemoteServer
+    from tests.faults.servers import answers, free_port, wait_until
+
+    server, key = RemoteServer.create("push.example.com")
+    port = free_port()
+    processes.env.update(
+        {
+            "PUSH_BOUNCER_URL": f"http://127.0.0.1:{port}",
+            "PUSH_BOUNCER_SERVER_UUID": str(server.uuid),
+            "PUSH_BOUNCER_API_KEY": key,
+        }
+    )
+
+    def start_bouncer() -> None:
+        # The bouncer itself sends to the providers, not to a bouncer.
+        processes.start("bouncer", "runserver", "--noreload", f"127.0.0.1:{port}", PUSH_BOUNCER_URL="")
+        wait_until(lambda: answers(port), 30, "the bouncer answering")
+
+    start_bouncer()
+    processes.worker(MOBILE_NOTIFICATIONS_QUEUE)
+    processes.relay()
+    setup_users(api)
+    providers.expo.control.add_rule(delay=0.2)
+    ids = send_pushes(api, 600)
+    wait_for(lambda: sent_count(ids) > 0, timeout=60, what="the first push sent")
+
+    bouncer = processes.running.pop("bouncer")
+    bouncer.terminate()
+    bouncer.wait(timeout=30)
+    time.sleep(120)
+    start_bouncer()
+    back = time.monotonic()
+    statuses = wait_final(ids, timeout=60)
+
+    assert statuses == {"sent": 600}
+    print(f"bouncer down 120 s: all delivered {time.monotonic() - back:.1f} s after it came back")
+    got = expo_deliveries(providers)
+    assert set(ids) <= set(got)
+    assert sum(n - 1 for n in got.values()) <= IN_FLIGHT_BOUND
+    assert processes.exited() == []

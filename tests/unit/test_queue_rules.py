@@ -14,6 +14,7 @@ from zerver.lib.queue import (
     retry_delay,
     retry_delays,
     retry_queue_name,
+    retry_wait,
     route,
     topology_owner,
 )
@@ -22,15 +23,28 @@ from zerver.lib.queue import (
 def test_backoff_doubles_from_the_base_up_to_the_cap(settings):
     settings.QUEUE_RETRY_BASE_SECONDS = 1
     settings.QUEUE_RETRY_MAX_SECONDS = 60
+    settings.QUEUE_RETRY_AFTER_MAX_SECONDS = 60
     assert retry_delays() == [1, 2, 4, 8, 16, 32, 60]
     assert [retry_delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
 
 
-def test_retry_after_raises_the_delay_to_the_next_step(settings):
+def test_retry_after_raises_the_delay_to_the_next_step_even_past_the_cap(settings):
     settings.QUEUE_RETRY_BASE_SECONDS = 1
     settings.QUEUE_RETRY_MAX_SECONDS = 60
+    settings.QUEUE_RETRY_AFTER_MAX_SECONDS = 3600
+    assert retry_delays() == [1, 2, 4, 8, 16, 32, 60, 120, 240, 480, 960, 1920, 3600]
     assert retry_delay(1, at_least=5) == 8
-    assert retry_delay(1, at_least=3600) == 60
+    assert retry_delay(9) == 60  # backoff alone stops at the cap
+    assert retry_delay(1, at_least=300) == 480  # a provider's Retry-After is a floor, cap or no cap
+    assert retry_delay(1, at_least=86400) == 3600
+
+
+def test_jittered_waits_spread_below_the_backoff_and_never_go_under_retry_after(settings):
+    settings.QUEUE_RETRY_BASE_SECONDS = 1
+    settings.QUEUE_RETRY_MAX_SECONDS = 60
+    waits = {retry_wait(7) for _ in range(300)}
+    assert len(waits) > 3 and max(waits) <= 60 and min(waits) >= 1
+    assert {retry_wait(7, at_least=30) for _ in range(100)} <= {32, 60}
 
 
 def test_retry_queues_are_named_by_their_delay_and_belong_to_their_main_queue():

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from zerver.lib import outbox
+from zerver.lib import outbox, ratelimit
 from zerver.lib.api import ApiError
 from zerver.lib.queue import EMAIL_NOTIFICATIONS_QUEUE, MOBILE_NOTIFICATIONS_QUEUE, SMS_NOTIFICATIONS_QUEUE
 from zerver.lib.rendering import TemplateError, render
@@ -96,11 +96,13 @@ def client_notification(client: ApiClient, notification_id: str | uuid.UUID) -> 
 def send_notification(client: ApiClient, request: dict[str, Any]) -> tuple[Notification, bool]:
     """Store a notification and queue its delivery; returns it and whether it is new.
 
-    A repeated idempotency key returns the first notification and queues nothing.
+    A repeated idempotency key returns the first notification and queues nothing (and is not counted
+    against the client's notification limit; a new one over it raises ``ratelimit.RateLimited``).
     """
     key = request["idempotency_key"]
     if key and (existing := Notification.objects.filter(client=client, idempotency_key=key).first()):
         return existing, False
+    ratelimit.check_client_notifications(client, 1)
     notification = prepare(client, request)
     try:
         with transaction.atomic():

@@ -10,6 +10,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from zerver.lib import ratelimit
 from zerver.models import ApiClient
 
 
@@ -39,6 +40,7 @@ def authenticate(request: HttpRequest) -> ApiClient:
         raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'")
     client = ApiClient.authenticate(key.strip())
     if client is None:
+        ratelimit.record_auth_failure(ratelimit.source_address(request))
         raise ApiError(401, "invalid or revoked API key")
     return client
 
@@ -57,19 +59,26 @@ ApiView = Callable[..., HttpResponse]
 
 
 def api_view(*methods: str) -> Callable[[ApiView], ApiView]:
-    """An authenticated JSON endpoint: the view is called as ``view(request, client, **kwargs)``."""
+    """An authenticated, rate-limited JSON endpoint: the view is called as ``view(request, client, **kwargs)``.
+
+    An address that has presented too many wrong keys lately is refused (429) before its key is looked at.
+    """
 
     def decorate(view: ApiView) -> ApiView:
         @csrf_exempt
         @functools.wraps(view)
         def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse:
             try:
+                ratelimit.check_auth_failure(ratelimit.source_address(request))
                 client = authenticate(request)
+                ratelimit.check_client_request(client)
                 if request.method not in methods:
                     raise ApiError(405, f"use {' or '.join(methods)}")
                 return view(request, client, **kwargs)
             except ApiError as e:
                 return e.response()
+            except ratelimit.RateLimited as e:
+                return ratelimit.rate_limited_response(e)
 
         return wrapper
 

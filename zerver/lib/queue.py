@@ -89,7 +89,8 @@ def dlq_name(queue_name: str) -> str:
 
 
 def retry_delays() -> list[float]:
-    """The backoff steps in seconds: base, 2*base, 4*base, ... and the cap."""
+    """The declared wait steps in seconds: base, 2*base, 4*base, ... the cap; then, doubling on, the
+    longer waits a provider's Retry-After may ask for, up to ``QUEUE_RETRY_AFTER_MAX_SECONDS``."""
     base = settings.QUEUE_RETRY_BASE_SECONDS
     cap = settings.QUEUE_RETRY_MAX_SECONDS
     delays: list[float] = []
@@ -98,17 +99,28 @@ def retry_delays() -> list[float]:
         delays.append(delay)
         delay *= 2
     delays.append(cap)
+    delay = cap * 2
+    while delays[-1] < settings.QUEUE_RETRY_AFTER_MAX_SECONDS:
+        delays.append(min(delay, settings.QUEUE_RETRY_AFTER_MAX_SECONDS))
+        delay *= 2
     return delays
 
 
 def retry_delay(attempt: int, at_least: float = 0.0) -> float:
     """The delay before retrying after failed attempt number ``attempt`` (1-based).
 
-    Exponential in the attempt, raised to ``at_least`` (a provider's
-    Retry-After), rounded up to the next declared step and never beyond the cap.
+    Exponential in the attempt up to the cap, raised to ``at_least`` (a
+    provider's Retry-After, which may exceed the cap), rounded up to the next
+    declared step.
     """
-    wanted = max(settings.QUEUE_RETRY_BASE_SECONDS * 2 ** (attempt - 1), at_least)
-    return next((d for d in retry_delays() if d >= wanted), settings.QUEUE_RETRY_MAX_SECONDS)
+    backoff = min(settings.QUEUE_RETRY_BASE_SECONDS * 2 ** (attempt - 1), settings.QUEUE_RETRY_MAX_SECONDS)
+    return step_for(max(backoff, at_least))
+
+
+def step_for(wanted: float) -> float:
+    """The shortest declared step of at least ``wanted`` seconds (the longest step when none is)."""
+    delays = retry_delays()
+    return next((d for d in delays if d >= wanted), delays[-1])
 
 
 def retry_wait(attempt: int, at_least: float = 0.0) -> float:
@@ -119,8 +131,7 @@ def retry_wait(attempt: int, at_least: float = 0.0) -> float:
     the floor) and rounded up to a declared step, so never below the base.
     """
     ceiling = retry_delay(attempt)
-    wanted = max(random.uniform(0.0, ceiling), at_least)
-    return next((d for d in retry_delays() if d >= wanted), settings.QUEUE_RETRY_MAX_SECONDS)
+    return step_for(max(random.uniform(0.0, ceiling), at_least))
 
 
 def retry_queue_name(queue_name: str, delay: float) -> str:

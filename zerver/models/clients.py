@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -28,6 +29,20 @@ class ApiClient(models.Model):
     key_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Rate limits of this client's own (zerver.lib.ratelimit); empty: the settings' defaults.
+    requests_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="API requests a minute. Empty: the default (RATE_LIMIT_REQUESTS_PER_MINUTE).",
+    )
+    notifications_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Notifications a minute, each recipient of a chat message counted. "
+        "Empty: the default (RATE_LIMIT_NOTIFICATIONS_PER_MINUTE).",
+    )
 
     class Meta:
         verbose_name = "API client"

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 
 from workers.fan_out import MESSAGE_NOTIFICATIONS_QUEUE
-from zerver.lib import outbox
+from zerver.lib import outbox, ratelimit
 from zerver.lib.api import ApiError, api_view, json_body
 from zerver.lib.validation import E164
 from zerver.models import ApiClient, UserSettings
@@ -22,6 +22,9 @@ def new_message(request: HttpRequest, client: ApiClient) -> JsonResponse:
         errors["recipient_ids"] = "must be a list of user ids"
     if errors:
         raise ApiError(400, "invalid request", errors)
+    # Counted as the fan-out will send: one per distinct recipient but the sender.
+    recipients = {str(r) for r in body["recipient_ids"]} - {str(body["sender_id"])}
+    ratelimit.check_client_notifications(client, len(recipients), field="recipient_ids")
     event = {**body, "type": "new_message", "client_id": client.pk}
     with transaction.atomic():
         outbox.enqueue(MESSAGE_NOTIFICATIONS_QUEUE, [event])
