@@ -19,7 +19,7 @@ from zerver.lib.push import tokens
 from zerver.lib.push.bouncer_client import LOCAL_SERVER_UUID
 
 BOUNCER_BEFORE, BOUNCER_AFTER = ("bouncer", "0001_initial"), ("bouncer", "0002_remotepushdevice_client")
-TEMPLATES_BEFORE, TEMPLATES_AFTER = ("zerver", "0007_notification_expiry"), ("zerver", "0005_template_client")
+TEMPLATES_BEFORE, TEMPLATES_AFTER = ("zerver", "0006_apiclient_rate_limits"), ("zerver", "0007_template_client")
 
 _numbers = itertools.count(1)
 Migrate = Callable[[tuple[str, str]], Any]

@@ -62,7 +62,7 @@ class Template(models.Model):
     ``body.txt``, ``body.html``) and are every client's; a client's own
     template of the same name wins. A template without a client is one from
     before templates were per client that the migration could not assign
-    (``zerver/migrations/0005_template_client.py``): it renders for no one
+    (``zerver/migrations/0007_template_client.py``): it renders for no one
     until an operator gives it a client in the admin.
     """
 

@@ -58,7 +58,7 @@ def keep_one_per_name(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("zerver", "0007_notification_expiry"),
+        ("zerver", "0006_apiclient_rate_limits"),
     ]
 
     operations = [
