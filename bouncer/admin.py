@@ -20,10 +20,29 @@ class RemoteServerAdmin(admin.ModelAdmin):
 
 @admin.register(RemotePushDevice)
 class RemotePushDeviceAdmin(admin.ModelAdmin):
-    list_display = ["device_id", "server", "user_id", "platform", "token_masked", "last_used_at", "expired_at"]
-    list_filter = ["platform", ("expired_at", admin.EmptyFieldListFilter)]
-    search_fields = ["user_id", "device_id"]
-    fields = ["server", "device_id", "user_id", "platform", "app_id", "token_masked", "created_at", "expired_at"]
+    list_display = [
+        "device_id",
+        "server",
+        "client_id",
+        "user_id",
+        "platform",
+        "token_masked",
+        "last_used_at",
+        "expired_at",
+    ]
+    list_filter = ["platform", ("expired_at", admin.EmptyFieldListFilter), "server"]
+    search_fields = ["client_id", "user_id", "device_id"]
+    fields = [
+        "server",
+        "client_id",
+        "device_id",
+        "user_id",
+        "platform",
+        "app_id",
+        "token_masked",
+        "created_at",
+        "expired_at",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -54,9 +54,17 @@ def _hash(key: str) -> str:
 
 
 class RemotePushDevice(models.Model):
-    """A device as a remote server registered it; ``device_id`` is the server's own id for it."""
+    """A device as a remote server registered it; ``device_id`` is the server's own id for it.
+
+    ``client_id`` is the server's own id of the API client (the tenant) whose
+    user the device belongs to: the same ``user_id`` of two clients is two
+    different people, so a device is found by (server, client, user), never by
+    user alone. The bouncer has no table of the server's clients; it only
+    keeps them apart.
+    """
 
     server = models.ForeignKey(RemoteServer, on_delete=models.CASCADE, related_name="devices")
+    client_id = models.CharField(max_length=64, help_text="the remote server's id of the API client it belongs to")
     device_id = models.CharField(max_length=64)
     user_id = models.CharField(max_length=64)
     platform = models.CharField(max_length=4, choices=Platform.choices)
@@ -69,7 +77,7 @@ class RemotePushDevice(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["server", "device_id"], name="unique_remote_device")]
-        indexes = [models.Index(fields=["server", "user_id"])]
+        indexes = [models.Index(fields=["server", "client_id", "user_id"], name="bouncer_device_client_user")]
 
     def __str__(self) -> str:
         return f"{self.platform} device {self.device_id} of {self.server.hostname}"

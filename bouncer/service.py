@@ -1,7 +1,9 @@
 """The bouncer's work, the same whether it is called over HTTP or in-process.
 
 :func:`notify` takes a batch of notifications for a server's users, finds
-every active device of those users in one query, hands each provider its
+every active device of those users in one query (a user is a server, an API
+client of that server and the client's user id: two clients' user "1" are
+two people), hands each provider its
 share at the same time, and answers per device: delivered, expired, retry
 or failed. Dead tokens are expired here and reported so the server expires
 its own copy.
@@ -29,32 +31,47 @@ LAST_USED_RESOLUTION = timedelta(hours=1)
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="push-provider")
 
 
+class DeviceOfAnotherClient(ValueError):
+    """A registration names a device the server registered for another of its clients."""
+
+
 def register_device(
-    server: RemoteServer, *, device_id: str, user_id: str, platform: str, app_id: str, token: str
+    server: RemoteServer, *, client_id: str, device_id: str, user_id: str, platform: str, app_id: str, token: str
 ) -> None:
-    """Register (or update) a server's device; registering twice is harmless."""
+    """Register (or update) a server's device for one of its clients; registering twice is harmless.
+
+    A device stays with the client that registered it: a registration of the
+    same ``device_id`` for another client raises :class:`DeviceOfAnotherClient`
+    (the server's device ids never change hands, so that is a bug to refuse,
+    not a phone to move).
+    """
     device = RemotePushDevice.objects.filter(server=server, device_id=device_id).first()
-    device = device or RemotePushDevice(server=server, device_id=device_id)
+    if device is not None and device.client_id != client_id:
+        raise DeviceOfAnotherClient(f"device {device_id} is registered for another client")
+    device = device or RemotePushDevice(server=server, client_id=client_id, device_id=device_id)
     device.user_id, device.platform, device.app_id, device.expired_at = user_id, platform, app_id, None
     device.token = token
     device.save()
     logger.info("bouncer: %s registered %s device %s (%s)", server.hostname, platform, device_id, mask(token))
 
 
-def unregister_device(server: RemoteServer, device_id: str) -> bool:
-    deleted, _ = RemotePushDevice.objects.filter(server=server, device_id=device_id).delete()
+def unregister_device(server: RemoteServer, client_id: str, device_id: str) -> bool:
+    """Forget a client's device; False if the client has no such device (another client's is left alone)."""
+    deleted, _ = RemotePushDevice.objects.filter(server=server, client_id=client_id, device_id=device_id).delete()
     return bool(deleted)
 
 
 def notify(server: RemoteServer, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Send a batch. Each item: ``id``, ``user_id``, ``payload`` and optionally ``device_ids``
-    (only those devices: a retry of the ones that failed). Returns, per item,
-    ``{"id", "devices": [{"device_id", "platform", "outcome", "error", "retry_after"}]}``.
+    """Send a batch. Each item: ``id``, ``client_id``, ``user_id``, ``payload`` and optionally
+    ``device_ids`` (only those devices of that user: a retry of the ones that failed).
+    Returns, per item, ``{"id", "devices": [{"device_id", "platform", "outcome", "error", "retry_after"}]}``.
     """
+    client_ids = {str(item["client_id"]) for item in items}
     user_ids = {str(item["user_id"]) for item in items}
-    devices_of: dict[str, list[RemotePushDevice]] = defaultdict(list)
-    for device in RemotePushDevice.objects.filter(server=server, user_id__in=user_ids):
-        devices_of[device.user_id].append(device)
+    devices_of: dict[tuple[str, str], list[RemotePushDevice]] = defaultdict(list)
+    # Every (client, user) pair of the two sets is fetched; the key below keeps only the asked ones.
+    for device in RemotePushDevice.objects.filter(server=server, client_id__in=client_ids, user_id__in=user_ids):
+        devices_of[device.client_id, device.user_id].append(device)
 
     answers: list[dict[str, Any]] = []
     by_platform: dict[str, list[tuple[dict[str, Any], RemotePushDevice, PushMessage]]] = defaultdict(list)
@@ -63,7 +80,7 @@ def notify(server: RemoteServer, items: list[dict[str, Any]]) -> list[dict[str, 
         answer: dict[str, Any] = {"id": item["id"], "devices": []}
         answers.append(answer)
         only = set(map(str, item["device_ids"])) if item.get("device_ids") else None
-        for device in devices_of[str(item["user_id"])]:
+        for device in devices_of[str(item["client_id"]), str(item["user_id"])]:
             if only is not None and device.device_id not in only:
                 continue
             if device.expired_at is not None:

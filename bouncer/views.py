@@ -1,4 +1,9 @@
-"""The bouncer's HTTP API for remote servers (HTTP basic auth: server uuid, API key)."""
+"""The bouncer's HTTP API for remote servers (HTTP basic auth: server uuid, API key).
+
+Every call names the server's API client (``client_id``, the server's own id
+for it): registrations, unregistrations and each notification or remove
+item, so that one client's user never gets another's pushes.
+"""
 
 from __future__ import annotations
 
@@ -54,32 +59,42 @@ def authenticate_server(request: HttpRequest) -> RemoteServer:
     return server
 
 
+def is_id(value: Any) -> bool:
+    """A non-empty string or an integer: what a server's ids of clients, users and devices look like."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and value != ""
+
+
 def require(body: dict[str, Any], *fields: str) -> None:
-    errors = {f: "is required" for f in fields if not isinstance(body.get(f), (str, int)) or body.get(f) == ""}
+    errors = {f: "is required" for f in fields if not is_id(body.get(f))}
     if errors:
         raise ApiError(400, "invalid request", errors)
 
 
 def register(server: RemoteServer, body: dict[str, Any]) -> dict[str, Any]:
-    require(body, "device_id", "user_id", "platform", "app_id", "token")
+    require(body, "client_id", "device_id", "user_id", "platform", "app_id", "token")
     if body["platform"] not in Platform.values:
         raise ApiError(400, "invalid request", {"platform": f"must be one of {', '.join(Platform.values)}"})
     if error := token_error(body["platform"], str(body["token"])):
         raise ApiError(400, "invalid request", {"token": error})
-    service.register_device(
-        server,
-        device_id=str(body["device_id"]),
-        user_id=str(body["user_id"]),
-        platform=body["platform"],
-        app_id=str(body["app_id"]),
-        token=str(body["token"]),
-    )
+    try:
+        service.register_device(
+            server,
+            client_id=str(body["client_id"]),
+            device_id=str(body["device_id"]),
+            user_id=str(body["user_id"]),
+            platform=body["platform"],
+            app_id=str(body["app_id"]),
+            token=str(body["token"]),
+        )
+    except service.DeviceOfAnotherClient as e:
+        raise ApiError(409, "device registered for another client", {"client_id": str(e)}) from None
     return {"result": "registered"}
 
 
 def unregister(server: RemoteServer, body: dict[str, Any]) -> dict[str, Any]:
-    require(body, "device_id")
-    return {"result": "unregistered" if service.unregister_device(server, str(body["device_id"])) else "unknown"}
+    require(body, "client_id", "device_id")
+    known = service.unregister_device(server, str(body["client_id"]), str(body["device_id"]))
+    return {"result": "unregistered" if known else "unknown"}
 
 
 def notify(server: RemoteServer, body: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +102,11 @@ def notify(server: RemoteServer, body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(items, list) or not all(
         isinstance(i, dict) and "id" in i and "user_id" in i and isinstance(i.get("payload"), dict) for i in items
     ):
-        raise ApiError(400, "invalid request", {"notifications": "a list of {id, user_id, payload[, device_ids]}"})
+        raise ApiError(
+            400, "invalid request", {"notifications": "a list of {id, client_id, user_id, payload[, device_ids]}"}
+        )
+    if not all(is_id(i.get("client_id")) for i in items):
+        raise ApiError(400, "invalid request", {"client_id": "is required in every notification"})
     return {"results": service.notify(server, items)}
 
 

@@ -4,13 +4,15 @@ Events (one queue, sharded by user id so a user's events stay in order):
 
 * ``{"notification_id", "user_id"[, "device_ids"]}``: deliver a stored push
   notification to the user's devices (``device_ids``: only those, on a retry);
-* ``{"type": "remove", "user_id", "message_ids"}``: withdraw notifications
-  already shown, by a data push;
+  the user and the API client whose user it is come from the stored notification;
+* ``{"type": "remove", "client_id", "user_id", "message_ids"}``: withdraw
+  notifications already shown, by a data push;
 * ``{"type": "register_push_device_to_bouncer" | "unregister_push_device_from_bouncer",
-  "user_id", "device_id"}``.
+  "client_id", "user_id", "device_id"}`` (see zerver.actions.devices).
 
-A batch makes one call to the bouncer for all its sends and removes; the
-answer, per device, decides each notification's fate.
+A batch makes one call to the bouncer for all its sends and removes, each
+item naming its API client: the bouncer knows a user by (server, client,
+user id). The answer, per device, decides each notification's fate.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from django.utils import timezone
 from workers import metrics
 from workers.base import InvalidEvent, LoopQueueProcessingWorker, RetryLater, assign_queue
 from workers.delivery import give_up_on_event, parse_id
+from zerver.actions.devices import REGISTER, UNREGISTER
 from zerver.lib.delivery import claim, expire, past_deadline
 from zerver.lib.push.bouncer_client import PushNotificationBouncerError, send_to_push_bouncer
 from zerver.lib.push.common import DELIVERED, EXPIRED, FAILED, RETRY
@@ -40,9 +43,9 @@ OUTCOME_TO_ATTEMPT = {
     RETRY: Attempt.Outcome.RETRY,
     FAILED: Attempt.Outcome.FAILED,
 }
-# What building a payload and counting its delivery read of a notification.
-PAYLOAD_FIELDS = ("content", "subject", "created_at", "expires_at")
-DEVICE_EVENTS = {"register_push_device_to_bouncer", "unregister_push_device_from_bouncer"}
+# What building a payload, addressing it and counting its delivery read of a notification.
+PAYLOAD_FIELDS = ("client_id", "recipient", "content", "subject", "created_at", "expires_at")
+DEVICE_EVENTS = {REGISTER, UNREGISTER}
 
 
 class PushFailed(Exception):
@@ -79,6 +82,8 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
             elif kind == "remove":
                 if not isinstance(event.get("message_ids"), list):
                     message.fail(InvalidEvent("remove event needs a list 'message_ids'"))
+                elif not event.get("client_id"):
+                    message.fail(InvalidEvent("remove event has no 'client_id'"))
                 else:
                     removes.append(message)
             elif kind == "send":
@@ -94,16 +99,24 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
 
     def handle_device_event(self, message: QueueMessage) -> None:
         event = message.event or {}
-        device = PushDevice.objects.filter(pk=event.get("device_id")).first()
         try:
-            if event["type"] == "unregister_push_device_from_bouncer":
-                send_to_push_bouncer("unregister", {"device_id": str(event.get("device_id"))})
-            elif device is None or not device.is_active:
+            if event["type"] == UNREGISTER:
+                if not event.get("client_id"):
+                    # Queued before devices had clients on the bouncer: the row that knew it is gone.
+                    message.fail(InvalidEvent("unregister event has no 'client_id'"))
+                    return
+                body = {"client_id": str(event["client_id"]), "device_id": str(event.get("device_id"))}
+                send_to_push_bouncer("unregister", body)
+                return
+            device = PushDevice.objects.filter(pk=event.get("device_id")).first()
+            if device is None or not device.is_active:
                 logger.info("push: device %s is gone; not registered with the bouncer", event.get("device_id"))
             else:
+                # The device's own client, whatever the event says: the row is the truth.
                 send_to_push_bouncer(
                     "register",
                     {
+                        "client_id": str(device.client_id),
                         "device_id": str(device.pk),
                         "user_id": device.user_id,
                         "platform": device.platform,
@@ -136,14 +149,20 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
         items = [
             {
                 "id": str(pk),
-                "user_id": sends[str(pk)].event["user_id"],
+                "client_id": str(notification.client_id),
+                "user_id": notification.recipient,
                 "payload": push_payload(notification),
                 "device_ids": sends[str(pk)].event.get("device_ids"),
             }
             for pk, notification in notifications.items()
         ]
         items += [
-            {"id": f"remove:{i}", "user_id": m.event["user_id"], "payload": {"remove": m.event["message_ids"]}}
+            {
+                "id": f"remove:{i}",
+                "client_id": str(m.event["client_id"]),
+                "user_id": m.event["user_id"],
+                "payload": {"remove": m.event["message_ids"]},
+            }
             for i, m in enumerate(removes)
         ]
         if not items:
@@ -180,7 +199,8 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
         results: dict[str, list[dict[str, Any]]],
     ) -> None:
         """Save every device's attempt, expire dead tokens, and settle each notification."""
-        attempts, expired = [], []
+        attempts: list[Attempt] = []
+        expired: dict[Any, list[str]] = defaultdict(list)  # client id -> its devices found dead
         moves: dict[str, list[Any]] = defaultdict(list)
         errors: dict[Any, str] = {}
         for pk, notification in notifications.items():
@@ -197,7 +217,7 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
                     )
                 )
                 if device["outcome"] == EXPIRED:
-                    expired.append(device["device_id"])
+                    expired[notification.client_id].append(device["device_id"])
             by_outcome = defaultdict(list)
             for device in devices:
                 by_outcome[device["outcome"]].append(device)
@@ -219,13 +239,18 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
         now = timezone.now()
         with transaction.atomic():
             Attempt.objects.bulk_create(attempts)
-            if expired:
-                PushDevice.objects.filter(pk__in=expired, expired_at__isnull=True).update(expired_at=now)
+            for client_id, device_ids in expired.items():
+                PushDevice.objects.filter(client_id=client_id, pk__in=device_ids, expired_at__isnull=True).update(
+                    expired_at=now
+                )
             Notification.bulk_transition(moves[Status.SENT], Status.SENT, error="")
             for status in (Status.RETRYING, Status.FAILED):
                 for pk in moves[status]:
                     Notification(pk=pk).transition(status, error=errors[pk][:2000])
         count_outcomes(attempts, now)
+
+    def dead_lettered(self, message: QueueMessage, reason: str) -> None:
+        give_up_on_event(message, reason, "push")
 
 
 def count_outcomes(attempts: list[Attempt], now: Any) -> None:
@@ -242,6 +267,3 @@ def count_outcomes(attempts: list[Attempt], now: Any) -> None:
         if attempt.outcome == Attempt.Outcome.SENT:
             age = (now - attempt.notification.created_at).total_seconds()
             metrics.delivery_seconds.labels(*labels).observe(max(0.0, age))
-
-    def dead_lettered(self, message: QueueMessage, reason: str) -> None:
-        give_up_on_event(message, reason, "push")

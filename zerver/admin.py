@@ -105,7 +105,7 @@ class AttemptInline(admin.TabularInline):
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
     list_display = ["id", "type", "recipient", "status", "client", "created_at", "sent_at"]
-    list_filter = ["status", "type", "created_at"]
+    list_filter = ["status", "type", "client", "created_at"]  # by client: retry or cancel one tenant's only
     list_select_related = ["client"]
     search_fields = ["recipient"]
     search_help_text = "A recipient (or part of one), or a notification id."
@@ -157,7 +157,11 @@ class NotificationAdmin(admin.ModelAdmin):
 
 @admin.register(Template)
 class TemplateAdmin(admin.ModelAdmin):
-    list_display = ["name", "subject"]
+    """Each template is one client's; one without a client (from before) renders for no one until given one."""
+
+    list_display = ["name", "client", "subject"]
+    list_filter = ["client"]  # its "Empty" choice lists the unassigned ones
+    list_select_related = ["client"]
     search_fields = ["name", "subject"]
 
 

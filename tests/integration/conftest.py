@@ -54,6 +54,26 @@ def service_queues(broker) -> Iterator[None]:
 
 
 @pytest.fixture
+def bouncer(live_server, settings, providers) -> Any:
+    """The bouncer as a separate service over HTTP (Django's live server), with the fakes' credentials."""
+    from bouncer.models import RemoteServer
+
+    server, key = RemoteServer.create("push.example.com")
+    settings.PUSH_BOUNCER_URL = live_server.url
+    settings.PUSH_BOUNCER_SERVER_UUID = str(server.uuid)
+    settings.PUSH_BOUNCER_API_KEY = key
+    return server
+
+
+@pytest.fixture(params=["local", "http"])
+def bouncer_mode(request: pytest.FixtureRequest, providers) -> str:
+    """Each test using it runs twice: with the bouncer in the worker's process, and over real HTTP."""
+    if request.param == "http":
+        request.getfixturevalue("bouncer")
+    return request.param
+
+
+@pytest.fixture
 def api(client, transactional_db) -> Any:
     """Django's test client holding a fresh API key (real commits, so after-commit publishing runs)."""
     outbox._skip_direct_until = 0.0  # a broker-down test before must not leave publishing to the relay

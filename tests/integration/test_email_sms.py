@@ -30,7 +30,11 @@ def settled(api, notification_id, expected=("sent", "failed")):
 
 def test_email_through_the_api_arrives_rendered_and_ends_sent_with_one_attempt(api, providers):
     Template.objects.create(
-        name="alert", subject="{{ n }} alerts", text="You have {{ n }} alerts.", html="<p>{{ n }}</p>"
+        client=api.client_row,
+        name="alert",
+        subject="{{ n }} alerts",
+        text="You have {{ n }} alerts.",
+        html="<p>{{ n }}</p>",
     )
     notification_id = send(api, type="email", recipient="ann@example.com", template="alert", variables={"n": 3})
 

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bouncer.models import RemotePushDevice, RemoteServer
+from bouncer.models import RemotePushDevice
 from tests.helpers import running, wait_for
 from workers.base import get_worker
 from zerver.lib.queue import MOBILE_NOTIFICATIONS_QUEUE, get_queue_client
@@ -29,16 +29,6 @@ def fcm_token(n: int) -> str:
 
 def expo_token(n: int) -> str:
     return f"ExponentPushToken[device-{n}]"
-
-
-@pytest.fixture
-def bouncer(live_server, settings, providers):
-    """The bouncer as a separate service over HTTP (Django's live server), with the fakes' credentials."""
-    server, key = RemoteServer.create("push.example.com")
-    settings.PUSH_BOUNCER_URL = live_server.url
-    settings.PUSH_BOUNCER_SERVER_UUID = str(server.uuid)
-    settings.PUSH_BOUNCER_API_KEY = key
-    return server
 
 
 def register(api, user_id, platform, token, app_id=APP):
@@ -197,7 +187,8 @@ def test_remove_event_reaches_each_provider_as_a_data_push(api, bouncer, provide
 
     with push_worker():
         get_queue_client().publish(
-            MOBILE_NOTIFICATIONS_QUEUE, [{"type": "remove", "user_id": "12", "message_ids": [31, 32]}]
+            MOBILE_NOTIFICATIONS_QUEUE,
+            [{"type": "remove", "client_id": api.client_row.pk, "user_id": "12", "message_ids": [31, 32]}],
         )
         wait_for(lambda: providers.expo.control.received("notification", tokens["expo"]), what="the remove push")
         wait_for(lambda: providers.apns.control.received("notification", tokens["apns"]), what="APNs remove")

@@ -109,7 +109,7 @@ def test_cancel_selected_pending(staff):
     assert Notification.objects.get(pk=sent.pk).status == Status.SENT
 
 
-def test_notification_search_by_recipient_or_id_and_filter_by_status(staff):
+def test_notification_search_by_recipient_or_id_and_filter_by_status_or_client(staff):
     ann = baker.make(Notification, recipient="ann@example.com", status=Status.FAILED, content="x")
     bob = baker.make(Notification, recipient="bob@example.com", status=Status.SENT, content="x")
 
@@ -120,6 +120,7 @@ def test_notification_search_by_recipient_or_id_and_filter_by_status(staff):
     assert listed(q="ann@") == {ann.pk}
     assert listed(q=str(bob.pk)) == {bob.pk}
     assert listed(status__exact="failed") == {ann.pk}
+    assert listed(client__id__exact=str(bob.client_id)) == {bob.pk}
 
 
 def test_push_devices_list_and_page_show_the_token_masked(staff):

@@ -48,7 +48,12 @@ def test_push_event_carries_the_user_id_for_sharding(api):
 
 def test_template_is_rendered_with_its_variables(api):
     baker.make(
-        Template, name="reset", subject="Reset for {{ name }}", text="Code: {{ code }}", html="<b>{{ code }}</b>"
+        Template,
+        client=api.client_row,
+        name="reset",
+        subject="Reset for {{ name }}",
+        text="Code: {{ code }}",
+        html="<b>{{ code }}</b>",
     )
     response = send(
         api, {"type": "email", "recipient": "a@b.co", "template": "reset", "variables": {"name": "Ann", "code": "<7>"}}

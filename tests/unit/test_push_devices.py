@@ -69,6 +69,7 @@ def test_list_and_unregister(api):
     assert [d["platform"] for d in api.get("/api/v1/devices?user_id=5").json()["devices"]] == ["expo"]
     assert OutboxEvent.objects.last().event == {
         "type": "unregister_push_device_from_bouncer",
+        "client_id": api.client_row.pk,
         "user_id": "5",
         "device_id": device_id,
     }
@@ -108,13 +109,54 @@ def test_bouncer_refuses_an_unknown_server(client):
 
 def test_bouncer_registers_devices_encrypted_and_validates_them(client):
     server, key = RemoteServer.create("a.example.com")
-    body = {"device_id": "1", "user_id": "5", "platform": "apns", "app_id": "com.example.app", "token": APNS}
+    body = {
+        "client_id": "3",
+        "device_id": "1",
+        "user_id": "5",
+        "platform": "apns",
+        "app_id": "com.example.app",
+        "token": APNS,
+    }
     assert bouncer_post(client, "register", body, server, key).status_code == 200
     assert bouncer_post(client, "register", body, server, key).status_code == 200
     device = RemotePushDevice.objects.get()
     assert APNS not in device.token_ciphertext and device.token == APNS
+    assert device.client_id == "3"
     bad = bouncer_post(client, "register", {**body, "token": "nope"}, server, key)
     assert bad.status_code == 400 and "token" in bad.json()["fields"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        ("register", {"device_id": "1", "user_id": "5", "platform": "apns", "app_id": "a", "token": APNS}),
+        (
+            "register",
+            {"client_id": "", "device_id": "1", "user_id": "5", "platform": "apns", "app_id": "a", "token": APNS},
+        ),
+        ("unregister", {"device_id": "1"}),
+        ("notify", {"notifications": [{"id": "n1", "user_id": "5", "payload": {"body": "hi"}}]}),
+        ("notify", {"notifications": [{"id": "n1", "client_id": True, "user_id": "5", "payload": {"body": "hi"}}]}),
+    ],
+)
+def test_bouncer_calls_without_a_client_are_a_400_naming_client_id(client, endpoint, body):
+    server, key = RemoteServer.create("a.example.com")
+    response = bouncer_post(client, endpoint, body, server, key)
+    assert response.status_code == 400
+    assert "client_id" in response.json()["fields"]
+
+
+def test_a_device_cannot_be_rebound_to_another_client_nor_unregistered_by_one(client):
+    server, key = RemoteServer.create("a.example.com")
+    body = {"client_id": "3", "device_id": "1", "user_id": "5", "platform": "apns", "app_id": "a", "token": APNS}
+    assert bouncer_post(client, "register", body, server, key).status_code == 200
+
+    moved = bouncer_post(client, "register", {**body, "client_id": "4", "user_id": "6"}, server, key)
+    other = bouncer_post(client, "unregister", {"client_id": "4", "device_id": "1"}, server, key)
+
+    assert moved.status_code == 409 and "client_id" in moved.json()["fields"]
+    assert other.json() == {"result": "unknown"}
+    assert RemotePushDevice.objects.values_list("client_id", "user_id").get() == ("3", "5")
 
 
 def test_apns_payload_has_alert_badge_and_data():

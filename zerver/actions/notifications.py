@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -50,7 +51,7 @@ def prepare(client: ApiClient, request: dict[str, Any]) -> Notification:
     content, subject, html = request["content"], request["subject"], ""
     if request["template"]:
         try:
-            rendered = render(request["template"], request["variables"])
+            rendered = render(request["template"], request["variables"], client)
         except TemplateError as e:
             raise ApiError(400, "invalid request", {e.field: str(e)}) from None
         subject = subject or rendered.subject
@@ -72,6 +73,23 @@ def prepare(client: ApiClient, request: dict[str, Any]) -> Notification:
     )
     if notification.type == "sms":
         notification.details = segments(content)
+    return notification
+
+
+def client_notification(client: ApiClient, notification_id: str | uuid.UUID) -> Notification:
+    """``client``'s notification ``notification_id``, for status, cancel and retry.
+
+    Raises a 404 :class:`ApiError` for an id that is not one of the client's:
+    another client's notification is as unknown as one that never existed,
+    so an answer never tells that it exists.
+    """
+    try:
+        pk = notification_id if isinstance(notification_id, uuid.UUID) else uuid.UUID(str(notification_id))
+    except ValueError:
+        pk = None
+    notification = Notification.objects.filter(client=client, pk=pk).first() if pk else None
+    if notification is None:
+        raise ApiError(404, "no such notification")
     return notification
 
 

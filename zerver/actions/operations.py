@@ -1,7 +1,9 @@
-"""What operators do to notifications by hand: retry failed ones, cancel pending ones.
+"""What operators and clients do to notifications by hand: retry failed ones, cancel pending ones.
 
 Both go through the status table (``TRANSITIONS``), so a notification that
-moved on meanwhile (a worker sent it) is left alone.
+moved on meanwhile (a worker sent it) is left alone. :func:`cancel` and
+:func:`retry` are a client's, by id: only its own notifications (another's
+is a 404).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
-from zerver.actions.notifications import publish_after_commit
-from zerver.models import Notification, Status
+from zerver.actions.notifications import client_notification, publish_after_commit
+from zerver.lib.api import ApiError
+from zerver.models import ApiClient, Notification, Status
 from zerver.models.notifications import TRANSITIONS
 
 
@@ -38,3 +41,19 @@ def reopen(notification_ids: Iterable[uuid.UUID]) -> int:
     return Notification.objects.filter(pk__in=list(notification_ids), status__in=TRANSITIONS[Status.PENDING]).update(
         status=Status.PENDING, error="", updated_at=timezone.now()
     )
+
+
+def cancel(client: ApiClient, notification_id: str | uuid.UUID) -> Notification:
+    """Cancel one of ``client``'s notifications; 404 if it is not the client's, 409 if it is past cancelling."""
+    notification = client_notification(client, notification_id)
+    if not cancel_pending([notification]):
+        raise ApiError(409, "only a pending or retrying notification can be cancelled", {"status": notification.status})
+    return notification
+
+
+def retry(client: ApiClient, notification_id: str | uuid.UUID) -> Notification:
+    """Queue one of ``client``'s failed notifications again; 404 if it is not the client's, 409 if it has not failed."""
+    notification = client_notification(client, notification_id)
+    if not retry_failed([notification]):
+        raise ApiError(409, "only a failed notification can be retried", {"status": notification.status})
+    return notification

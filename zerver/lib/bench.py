@@ -199,7 +199,12 @@ def create_devices(client: ApiClient, options: Options, server: RemoteServer) ->
     # The bouncer's side of registration, in bulk (the register event does it one device at a time).
     for n, device in enumerate(devices):
         copy = RemotePushDevice(
-            server=server, device_id=str(device.pk), user_id=device.user_id, platform=device.platform, app_id=app_id
+            server=server,
+            client_id=str(client.pk),
+            device_id=str(device.pk),
+            user_id=device.user_id,
+            platform=device.platform,
+            app_id=app_id,
         )
         copy.token = token_for(device.platform, n)
         remote.append(copy)

@@ -1,7 +1,8 @@
 """Rendering notification templates (Django's template language).
 
-A template comes from the database (:class:`zerver.models.Template`) or from
-disk, ``templates/notifications/<name>/{subject.txt,body.txt,body.html}``.
+A template comes from the calling client's own templates in the database
+(:class:`zerver.models.Template`, never another client's) or from the
+built-ins on disk, ``templates/notifications/<name>/{subject.txt,body.txt,body.html}``.
 Variables the template uses must all be given: Django would silently render
 a missing one as an empty string, which is how a notification says "Hello ,".
 """
@@ -16,7 +17,7 @@ from django.template.base import VariableNode
 from django.template.defaulttags import ForNode, WithNode
 from django.template.loader import get_template
 
-from zerver.models import Template
+from zerver.models import ApiClient, Template
 
 
 class TemplateError(ValueError):
@@ -38,8 +39,9 @@ _engine = Engine(autoescape=False)
 _html_engine = Engine(autoescape=True)
 
 
-def _source(name: str) -> tuple[str, str, str] | None:
-    row = Template.objects.filter(name=name).first()
+def _source(name: str, client: ApiClient) -> tuple[str, str, str] | None:
+    # By the client's id, never ``client=None``: that would find the unassigned templates.
+    row = Template.objects.filter(client_id=client.pk, name=name).first()
     if row is not None:
         return row.subject, row.text, row.html
     parts = []
@@ -79,9 +81,9 @@ def variables_used(nodelist: Any, bound: frozenset[str] = frozenset()) -> set[st
     return used - bound - {""}
 
 
-def render(name: str, variables: dict[str, Any]) -> Rendered:
-    """Render template ``name`` with ``variables``; :class:`TemplateError` if that cannot be done."""
-    source = _source(name)
+def render(name: str, variables: dict[str, Any], client: ApiClient) -> Rendered:
+    """Render ``client``'s template ``name`` with ``variables``; :class:`TemplateError` if that cannot be done."""
+    source = _source(name, client)
     if source is None:
         raise TemplateError("template", f"unknown template {name!r}")
     rendered = []

@@ -54,16 +54,32 @@ class IllegalTransition(Exception):
 
 
 class Template(models.Model):
-    """A named Django template for a notification's subject and bodies.
+    """A named Django template for a notification's subject and bodies, of one API client.
 
-    Templates may also live on disk under ``templates/notifications/<name>/``
-    (``subject.txt``, ``body.txt``, ``body.html``); one in the database wins.
+    Each client has templates of its own: two clients may both have a
+    "welcome", and neither renders the other's. Built-in templates live on
+    disk under ``templates/notifications/<name>/`` (``subject.txt``,
+    ``body.txt``, ``body.html``) and are every client's; a client's own
+    template of the same name wins. A template without a client is one from
+    before templates were per client that the migration could not assign
+    (``zerver/migrations/0007_template_client.py``): it renders for no one
+    until an operator gives it a client in the admin.
     """
 
-    name = models.SlugField(max_length=100, unique=True)
+    client = models.ForeignKey(
+        ApiClient,
+        on_delete=models.CASCADE,
+        related_name="templates",
+        null=True,  # only for unassigned rows from before; new ones need a client (blank=False)
+        help_text="the API client whose template this is",
+    )
+    name = models.SlugField(max_length=100)
     subject = models.CharField(max_length=255, blank=True)
     text = models.TextField(help_text="Django template for the text body (e-mail, SMS, push)")
     html = models.TextField(blank=True, help_text="Optional Django template for an HTML e-mail body")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client", "name"], name="unique_template_per_client")]
 
     def __str__(self) -> str:
         return self.name

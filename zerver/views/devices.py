@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 
+from zerver.actions.devices import REGISTER, UNREGISTER, bouncer_event
 from zerver.lib import outbox
 from zerver.lib.api import ApiError, api_view, json_body
 from zerver.lib.push import tokens
@@ -26,11 +27,6 @@ def serialize(device: PushDevice) -> dict[str, Any]:
         "created_at": device.created_at.isoformat(),
         "expired_at": device.expired_at.isoformat() if device.expired_at else None,
     }
-
-
-def bouncer_event(kind: str, device: PushDevice) -> dict[str, Any]:
-    """Device changes travel on the mobile queue, so they stay in order with the user's pushes."""
-    return {"type": kind, "user_id": device.user_id, "device_id": device.pk}
 
 
 @api_view("GET", "POST")
@@ -76,7 +72,7 @@ def register(client: ApiClient, body: dict[str, Any]) -> JsonResponse:
         device.user_id, device.app_id, device.expired_at = str(body["user_id"]), app_id, None
         device.token = token
         device.save()
-        outbox.enqueue(MOBILE_NOTIFICATIONS_QUEUE, [bouncer_event("register_push_device_to_bouncer", device)])
+        outbox.enqueue(MOBILE_NOTIFICATIONS_QUEUE, [bouncer_event(REGISTER, device)])
     return JsonResponse(serialize(device), status=201 if created else 200)
 
 
@@ -87,6 +83,6 @@ def device(request: HttpRequest, client: ApiClient, device_id: int) -> JsonRespo
         row = PushDevice.objects.filter(client=client, pk=device_id).first()
         if row is None:
             raise ApiError(404, "no such device")
-        outbox.enqueue(MOBILE_NOTIFICATIONS_QUEUE, [bouncer_event("unregister_push_device_from_bouncer", row)])
+        outbox.enqueue(MOBILE_NOTIFICATIONS_QUEUE, [bouncer_event(UNREGISTER, row)])
         row.delete()
     return JsonResponse({"result": "unregistered"})

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
-from zerver.actions.notifications import send_notification
-from zerver.lib.api import ApiError, api_view, json_body
+from zerver.actions.notifications import client_notification, send_notification
+from zerver.lib.api import api_view, json_body
 from zerver.lib.validation import validate_send
 from zerver.models import ApiClient, Notification
 
@@ -49,10 +48,4 @@ def send(request: HttpRequest, client: ApiClient) -> JsonResponse:
 @api_view("GET")
 def status(request: HttpRequest, client: ApiClient, notification_id: str) -> JsonResponse:
     """``GET /api/v1/notifications/<id>/status``: status, timestamps and every attempt."""
-    try:
-        notification = Notification.objects.filter(client=client, pk=uuid.UUID(notification_id)).first()
-    except ValueError:
-        notification = None
-    if notification is None:
-        raise ApiError(404, "no such notification")
-    return JsonResponse(serialize(notification, with_attempts=True))
+    return JsonResponse(serialize(client_notification(client, notification_id), with_attempts=True))
