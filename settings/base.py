@@ -248,6 +248,10 @@ PUSH_BOUNCER_SERVER_UUID = os.environ.get("PUSH_BOUNCER_SERVER_UUID", "")
 PUSH_BOUNCER_API_KEY = os.environ.get("PUSH_BOUNCER_API_KEY", "")
 PUSH_BOUNCER_TIMEOUT = env_float("PUSH_BOUNCER_TIMEOUT", 30.0)
 
+# The push worker hands its batch to the bouncer in sub-batches of this many, recording each one's outcome
+# as it comes back: a worker killed mid-batch re-sends at most one sub-batch.
+PUSH_SUB_BATCH_SIZE = env_int("PUSH_SUB_BATCH_SIZE", 100)
+
 # A circuit per provider and credential opens after this many consecutive transient failures, for this long:
 # its pushes are held (retried later, never failed) until a probe gets through.
 CIRCUIT_FAILURE_THRESHOLD = env_int("CIRCUIT_FAILURE_THRESHOLD", 5)

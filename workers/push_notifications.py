@@ -22,6 +22,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -156,7 +157,32 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
             }
             for pk, notification in notifications.items()
         ]
-        items += [
+        # Sub-batches, each recorded as soon as the bouncer answers it: a worker killed mid-batch has
+        # at most one sub-batch sent but not recorded, and only that is sent again on redelivery.
+        size = settings.PUSH_SUB_BATCH_SIZE
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            self.deliver(chunk, {n: notifications[n] for n in (uuid.UUID(i["id"]) for i in chunk)}, sends)
+        if removes:
+            self.remove(removes)
+
+    def deliver(
+        self, items: list[dict[str, Any]], notifications: dict[Any, Notification], sends: dict[str, QueueMessage]
+    ) -> None:
+        """One bouncer call for a sub-batch, and its outcomes recorded."""
+        try:
+            with metrics.observe_provider("bouncer"):
+                answer = send_to_push_bouncer("notify", {"notifications": items})
+        except (RetryLater, PushNotificationBouncerError) as e:
+            self.record_bouncer_failure(list(notifications.values()), e)
+            for pk in notifications:
+                sends[str(pk)].fail(e)
+            return
+        self.record(notifications, sends, {result["id"]: result["devices"] for result in answer["results"]})
+
+    def remove(self, removes: list[QueueMessage]) -> None:
+        """Withdraw shown notifications: one bouncer call; a device to retry retries its remove event."""
+        items = [
             {
                 "id": f"remove:{i}",
                 "client_id": str(m.event["client_id"]),
@@ -165,14 +191,11 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
             }
             for i, m in enumerate(removes)
         ]
-        if not items:
-            return
         try:
             with metrics.observe_provider("bouncer"):
                 answer = send_to_push_bouncer("notify", {"notifications": items})
         except (RetryLater, PushNotificationBouncerError) as e:
-            self.record_bouncer_failure(list(notifications.values()), e)
-            for message in [sends[str(pk)] for pk in notifications] + removes:
+            for message in removes:
                 message.fail(e)
             return
         results = {result["id"]: result["devices"] for result in answer["results"]}
@@ -180,7 +203,6 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
             retry = [d for d in results.get(f"remove:{i}", []) if d["outcome"] == RETRY]
             if retry:
                 message.fail(RetryLater(retry[0]["error"], delay=max(d["retry_after"] for d in retry)))
-        self.record(notifications, sends, results)
 
     def record_bouncer_failure(self, notifications: list[Notification], error: Exception) -> None:
         transient = isinstance(error, RetryLater)
