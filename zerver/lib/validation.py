@@ -17,7 +17,6 @@ MAX_USER_ID = 64
 MAX_EMAIL = 254  # RFC 5321: a path is at most 256 octets with its angle brackets
 MAX_EMAIL_LOCAL_PART = 64
 MAX_SUBJECT = 255
-MAX_MESSAGE_ID = 64
 MAX_BADGE = 2**31 - 1
 TEMPLATE_NAME = re.compile(r"[-a-zA-Z0-9_]{1,100}")  # the Template.name slug; also a directory name on disk
 MAX_CONTENT = {"email": 200_000, "sms": 1600, "push": 16_384}
