@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "zerver.middleware.JsonErrorMiddleware",  # first: JSON errors, a bad Host never reaches a debug page
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -60,6 +61,17 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "zerver.urls"
+
+# --- API limits (zerver.middleware, zerver.lib.validation) ----------------------
+# Bodies over this many bytes get 413 JSON; Django's own form limit follows it.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# URLs (path and query) longer than this get 414 JSON.
+API_MAX_URL_LENGTH = env_int("API_MAX_URL_LENGTH", 4096)
+# JSON bodies nested deeper than this get 400.
+API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32)
+# At most this many recipient_ids in one POST /api/v1/messages.
+MESSAGES_MAX_RECIPIENTS = env_int("MESSAGES_MAX_RECIPIENTS", 1000)
 
 TEMPLATES = [
     {

@@ -17,3 +17,8 @@ urlpatterns = [
     path("api/v1/devices/<int:device_id>", devices.device),
     path("api/v1/users/<str:user_id>/settings", messages.user_settings),
 ]
+
+handler400 = "zerver.middleware.bad_request"
+handler403 = "zerver.middleware.permission_denied"
+handler404 = "zerver.middleware.page_not_found"
+handler500 = "zerver.middleware.server_error"

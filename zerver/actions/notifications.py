@@ -12,7 +12,7 @@ from zerver.lib.api import ApiError
 from zerver.lib.queue import EMAIL_NOTIFICATIONS_QUEUE, MOBILE_NOTIFICATIONS_QUEUE, SMS_NOTIFICATIONS_QUEUE
 from zerver.lib.rendering import TemplateError, render
 from zerver.lib.sms import segments
-from zerver.lib.validation import content_error
+from zerver.lib.validation import content_error, subject_error
 from zerver.models import ApiClient, Notification
 
 QUEUE_FOR_TYPE = {
@@ -55,6 +55,8 @@ def prepare(client: ApiClient, request: dict[str, Any]) -> Notification:
         except TemplateError as e:
             raise ApiError(400, "invalid request", {e.field: str(e)}) from None
         subject = subject or rendered.subject
+        if error := subject_error(subject):
+            raise ApiError(400, "invalid request", {"template": f"rendered subject {error}"})
         html = rendered.html
         content = {"title": subject, "body": rendered.text} if request["type"] == "push" else rendered.text
         if error := content_error(request["type"], content):

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -46,13 +47,57 @@ def authenticate(request: HttpRequest) -> ApiClient:
 
 
 def json_body(request: HttpRequest) -> dict[str, Any]:
+    """The request's JSON object, or ApiError(400).
+
+    Nesting deeper than ``API_MAX_JSON_DEPTH``, lone surrogates and NUL
+    characters (which the database cannot store) are refused, naming each field.
+    """
     try:
         body = json.loads(request.body or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4,300 digits
         raise ApiError(400, "the request body is not valid JSON", {"body": str(e)}) from None
+    except RecursionError:
+        raise ApiError(400, "invalid request", {"body": "is nested too deeply"}) from None
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object", {"body": f"got {type(body).__name__}"})
+    if errors := text_errors(body):
+        raise ApiError(400, "invalid request", errors)
     return body
+
+
+def text_errors(value: Any, path: str = "", limit: int | None = None) -> dict[str, str]:
+    """What is wrong with the strings and the depth of a parsed JSON ``value``, by field path."""
+    limit = settings.API_MAX_JSON_DEPTH if limit is None else limit
+    errors: dict[str, str] = {}
+    stack: list[tuple[str, Any, int]] = [(path, value, 0)]
+    while stack:
+        where, item, depth = stack.pop()
+        name = where or "body"
+        if isinstance(item, str):
+            if error := string_error(item):
+                errors[name] = error
+        elif isinstance(item, (dict, list)):
+            if depth >= limit:
+                errors[name] = f"is nested too deeply (at most {limit} levels)"
+                continue
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in pairs:
+                child_path = f"{where}.{key}" if where else str(key)
+                if isinstance(key, str) and (error := string_error(key)):
+                    errors[child_path] = f"key {error}"
+                stack.append((child_path, child, depth + 1))
+    return errors
+
+
+def string_error(text: str) -> str | None:
+    """Why ``text`` cannot be stored: a NUL character or a lone surrogate; None if it can."""
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain lone surrogates (invalid Unicode)"
+    return None
 
 
 ApiView = Callable[..., HttpResponse]

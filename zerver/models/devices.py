@@ -17,11 +17,12 @@ class Platform(models.TextChoices):
     EXPO = "expo", "Expo"
 
 
+# Matched whole (fullmatch), so a trailing newline is not part of a valid token.
 TOKEN_FORMATS = {
-    Platform.APNS: (re.compile(r"^(?:[0-9a-fA-F]{2}){32,100}$"), "an APNs token is 64 or more hex digits"),
-    Platform.FCM: (re.compile(r"^[A-Za-z0-9_:\-]{32,4096}$"), "an FCM registration token is 32+ of A-Z a-z 0-9 _ : -"),
+    Platform.APNS: (re.compile(r"(?:[0-9a-fA-F]{2}){32,100}"), "an APNs token is 64 or more hex digits"),
+    Platform.FCM: (re.compile(r"[A-Za-z0-9_:\-]{32,4096}"), "an FCM registration token is 32+ of A-Z a-z 0-9 _ : -"),
     Platform.EXPO: (
-        re.compile(r"^Expo(?:nent)?PushToken\[[^\]\s]{1,200}\]$"),
+        re.compile(r"Expo(?:nent)?PushToken\[[^\]\s]{1,200}\]"),
         "an Expo token is ExponentPushToken[...]",
     ),
 }
@@ -29,7 +30,7 @@ TOKEN_FORMATS = {
 
 def token_error(platform: str, token: str) -> str | None:
     pattern, rule = TOKEN_FORMATS[Platform(platform)]
-    return None if pattern.match(token) else rule
+    return None if pattern.fullmatch(token) else rule
 
 
 class PushDevice(models.Model):

@@ -12,7 +12,7 @@ from zerver.lib import outbox
 from zerver.lib.api import ApiError, api_view, json_body
 from zerver.lib.push import tokens
 from zerver.lib.queue import MOBILE_NOTIFICATIONS_QUEUE
-from zerver.lib.validation import recipient_error
+from zerver.lib.validation import recipient_error, user_id_error
 from zerver.models import ApiClient, Platform, PushDevice
 from zerver.models.devices import token_error
 
@@ -36,6 +36,8 @@ def devices(request: HttpRequest, client: ApiClient) -> JsonResponse:
         user_id = request.GET.get("user_id")
         if not user_id:
             raise ApiError(400, "invalid request", {"user_id": "is required"})
+        if error := user_id_error(user_id):
+            raise ApiError(400, "invalid request", {"user_id": error})
         rows = PushDevice.objects.filter(client=client, user_id=user_id).order_by("id")
         return JsonResponse({"devices": [serialize(d) for d in rows]})
     return register(client, json_body(request))
