@@ -204,3 +204,15 @@ def test_create_api_client_prints_a_working_key(capsys):
     key = capsys.readouterr().out.strip()
     assert ApiClient.authenticate(key).name == "billing"
     assert key not in ApiClient.objects.get(name="billing").key_hash
+
+
+def test_ttl_sets_the_deadline_and_bad_ttls_are_named(api):
+    response = send(api, {"type": "sms", "recipient": "+14155550100", "content": "code 1", "ttl": 90})
+    assert response.status_code == 202
+    notification = Notification.objects.get(pk=response.json()["id"])
+    assert (notification.expires_at - notification.created_at).total_seconds() == pytest.approx(90, abs=5)
+
+    for ttl in (0, -5, "60", True, 30 * 86400):
+        response = send(api, {"type": "sms", "recipient": "+14155550100", "content": "x", "ttl": ttl})
+        assert response.status_code == 400
+        assert set(response.json()["fields"]) == {"ttl"}

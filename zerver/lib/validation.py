@@ -117,6 +117,11 @@ def content_error(type_: str, content: Any) -> str | None:
     return None
 
 
+# A notification's time to live: at least long enough for one try, at most APNs' own limit (28 days).
+MIN_TTL_SECONDS = 1
+MAX_TTL_SECONDS = 28 * 86400
+
+
 def validate_send(body: dict[str, Any]) -> dict[str, Any]:
     """The cleaned request of ``POST /api/v1/notifications/send``, or an ApiError(400)."""
     errors: dict[str, str] = {}
@@ -142,7 +147,21 @@ def validate_send(body: dict[str, Any]) -> dict[str, Any]:
     key = body.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255):
         errors["idempotency_key"] = "must be a string of 1 to 255 characters"
-    unknown = set(body) - {"type", "recipient", "content", "template", "variables", "subject", "idempotency_key"}
+    ttl = body.get("ttl")
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not MIN_TTL_SECONDS <= ttl <= MAX_TTL_SECONDS
+    ):
+        errors["ttl"] = f"must be a number of seconds from {MIN_TTL_SECONDS} to {MAX_TTL_SECONDS} (28 days)"
+    unknown = set(body) - {
+        "type",
+        "recipient",
+        "content",
+        "template",
+        "variables",
+        "subject",
+        "idempotency_key",
+        "ttl",
+    }
     for field in sorted(unknown):
         errors[field] = "unknown field"
     if errors:
@@ -155,6 +174,7 @@ def validate_send(body: dict[str, Any]) -> dict[str, Any]:
         "template": body.get("template", ""),
         "variables": body.get("variables", {}),
         "idempotency_key": key,
+        "ttl": ttl,
     }
 
 
