@@ -21,8 +21,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from bouncer.models import ExpoTicket, RemotePushDevice, RemoteServer
+from zerver.lib.push import circuit
 from zerver.lib.push.backends import backend_for
-from zerver.lib.push.common import DELIVERED, EXPIRED, PushMessage, PushResult
+from zerver.lib.push.common import DELIVERED, EXPIRED, RETRY, PushMessage, PushResult
 from zerver.lib.push.tokens import mask
 
 logger = logging.getLogger(__name__)
@@ -91,13 +92,25 @@ def notify(server: RemoteServer, items: list[dict[str, Any]]) -> list[dict[str, 
             message = PushMessage(device.device_id, device.token, device.app_id, item["payload"])
             by_platform[device.platform].append((answer, device, message))
 
-    futures = {
-        platform: _pool.submit(backend_for(platform).send, [m for _, _, m in entries])
-        for platform, entries in by_platform.items()
-    }
+    futures = {}
+    for platform, entries in by_platform.items():
+        wait = circuit.allow(circuit_name(platform))
+        if wait:
+            # The provider keeps failing: hold its pushes (retried later, never failed) without calling it.
+            circuit.held(circuit_name(platform), len(entries))
+            held = PushResult(RETRY, f"{platform}: circuit open after repeated failures; held", retry_after=wait)
+            for answer, device, _ in entries:
+                answer["devices"].append(_answer(device, held))
+            continue
+        futures[platform] = _pool.submit(backend_for(platform).send, [m for _, _, m in entries])
     delivered, expired, tickets = [], [], []
     for platform, future in futures.items():
-        for (answer, device, _), result in zip(by_platform[platform], future.result(), strict=True):
+        results = future.result()
+        if results and all(r.outcome == RETRY for r in results):
+            circuit.record_failure(circuit_name(platform))
+        elif results:
+            circuit.record_success(circuit_name(platform))
+        for (answer, device, _), result in zip(by_platform[platform], results, strict=True):
             answer["devices"].append(_answer(device, result))
             if result.outcome == DELIVERED:
                 delivered.append(device)
@@ -116,6 +129,11 @@ def notify(server: RemoteServer, items: list[dict[str, Any]]) -> list[dict[str, 
     if gone:
         RemotePushDevice.objects.filter(pk__in=gone).delete()
     return answers
+
+
+def circuit_name(platform: str) -> str:
+    """The circuit of a platform's credential (one credential per platform for now)."""
+    return platform
 
 
 def _answer(device: RemotePushDevice, result: PushResult) -> dict[str, Any]:

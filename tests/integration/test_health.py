@@ -40,6 +40,7 @@ def test_healthy_when_database_broker_and_workers_are(client, broker, settings):
         "broker": True,
         "workers": True,
         "deliveries": True,
+        "circuits": True,
     }
     assert body["checks"]["workers"]["workers"][0]["queue"] == "test"
 

@@ -115,6 +115,18 @@ def check_deliveries() -> dict[str, Any]:
     return {"ok": max(ages.values(), default=0.0) <= limit, "oldest_unfinished_seconds": ages, "limit_seconds": limit}
 
 
+def check_circuits() -> dict[str, Any]:
+    """Provider circuits: an open one means a provider keeps failing (its pushes are held meanwhile)."""
+    from zerver.lib.push import circuit
+
+    try:
+        states = circuit.states()
+    except Exception as e:  # the cache (Redis) unreachable: say so, by class only
+        return {"ok": False, "error": type(e).__name__}
+    circuits = [{"circuit": c.name, "open": c.open, "retry_in_seconds": c.retry_in} for c in states]
+    return {"ok": not any(c.open for c in states), "circuits": circuits}
+
+
 def health() -> tuple[bool, dict[str, Any]]:
     """The whole service, for monitoring: database, broker, every expected worker, and nothing stuck."""
     checks = {
@@ -122,6 +134,7 @@ def health() -> tuple[bool, dict[str, Any]]:
         "broker": check_broker(),
         "workers": check_workers(),
         "deliveries": check_deliveries(),
+        "circuits": check_circuits(),
     }
     ok = all(c["ok"] for c in checks.values())
     return ok, {"status": "ok" if ok else "unhealthy", "checks": checks}
