@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from prometheus_client import Counter
 
 from bouncer.models import ExpoTicket, RemotePushDevice, RemoteServer
 from zerver.lib.push import circuit
@@ -27,6 +28,10 @@ from zerver.lib.push.common import DELIVERED, EXPIRED, RETRY, PushMessage, PushR
 from zerver.lib.push.tokens import mask
 
 logger = logging.getLogger(__name__)
+
+expo_receipts = Counter(
+    "expo_receipts", "Expo push receipts read, by outcome ('unknown': none came in time).", ["outcome"]
+)
 
 LAST_USED_RESOLUTION = timedelta(hours=1)
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="push-provider")
@@ -148,22 +153,36 @@ def _answer(device: RemotePushDevice, result: PushResult) -> dict[str, Any]:
 
 
 def check_expo_receipts(min_age_seconds: float | None = None, limit: int = 10_000) -> int:
-    """Read the receipts of Expo tickets old enough to have one; expire devices Expo calls unregistered.
+    """Read the receipts of Expo tickets old enough to have one, oldest first; expire devices Expo calls unregistered.
 
     Returns how many devices were expired. The servers hear of it on their
     next push to those users (the device answers "expired"). Tickets whose
-    receipt is not ready yet are kept for the next round.
+    receipt is not ready yet are kept for the next round, but only for
+    ``EXPO_RECEIPT_MAX_AGE_SECONDS`` (Expo keeps receipts about a day): older
+    ones are closed as ``unknown``, so none is read again and again forever.
     """
+    now = timezone.now()
+    stale = ExpoTicket.objects.filter(created_at__lte=now - timedelta(seconds=settings.EXPO_RECEIPT_MAX_AGE_SECONDS))
+    closed, _ = stale.delete()
+    if closed:
+        expo_receipts.labels("unknown").inc(closed)
+        logger.info("bouncer: closed %d Expo tickets whose receipt never came", closed)
     age = settings.EXPO_RECEIPT_DELAY_SECONDS if min_age_seconds is None else min_age_seconds
-    due = list(ExpoTicket.objects.filter(created_at__lte=timezone.now() - timedelta(seconds=age))[:limit])
+    due = list(
+        ExpoTicket.objects.filter(created_at__lte=now - timedelta(seconds=age)).order_by("created_at", "pk")[:limit]
+    )
     if not due:
         return 0
     receipts = backend_for("expo").get_receipts([t.ticket_id for t in due])
-    dead = {
-        t.device_id
-        for t in due
-        if (receipts.get(t.ticket_id) or {}).get("details", {}).get("error") == "DeviceNotRegistered"
-    }
+    dead = set()
+    for ticket in due:
+        receipt = receipts.get(ticket.ticket_id)
+        if receipt is None:
+            continue  # not ready yet
+        error = (receipt.get("details") or {}).get("error")
+        expo_receipts.labels(error or receipt.get("status", "ok")).inc()
+        if error == "DeviceNotRegistered":
+            dead.add(ticket.device_id)
     RemotePushDevice.objects.filter(pk__in=dead, expired_at__isnull=True).update(expired_at=timezone.now())
     ExpoTicket.objects.filter(pk__in=[t.pk for t in due if t.ticket_id in receipts]).delete()
     return len(dead)

@@ -288,6 +288,8 @@ EXPO_URL = os.environ.get("EXPO_URL", "https://exp.host")
 EXPO_ACCESS_TOKEN = os.environ.get("EXPO_ACCESS_TOKEN", "")
 # Expo asks to check receipts some minutes after sending; tickets wait this long.
 EXPO_RECEIPT_DELAY_SECONDS = env_float("EXPO_RECEIPT_DELAY_SECONDS", 900.0)
+# Expo keeps receipts about a day: a ticket still without one after this is closed as "unknown".
+EXPO_RECEIPT_MAX_AGE_SECONDS = env_float("EXPO_RECEIPT_MAX_AGE_SECONDS", 86400.0)
 PUSH_PROVIDER_TIMEOUT = env_float("PUSH_PROVIDER_TIMEOUT", 15.0)
 # Honour HTTP(S)_PROXY and ~/.netrc for outgoing HTTP (see zerver.lib.http).
 HTTP_TRUST_ENV = env_bool("HTTP_TRUST_ENV", False)

@@ -261,3 +261,26 @@ def test_apns_certificate_auth_delivers(providers, settings):
     assert result.outcome == DELIVERED
     [record] = providers.apns.control.received("notification", token)
     assert record["auth"] == "certificate" and "authorization" not in record["headers"]
+
+
+def test_expo_tickets_without_a_receipt_for_a_day_are_closed_as_unknown(api, bouncer, providers, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bouncer.models import ExpoTicket
+    from bouncer.service import check_expo_receipts, expo_receipts
+
+    register(api, "14", "expo", expo_token(14))
+    with push_worker():
+        settled(api, push(api, "14"))
+    [ticket] = ExpoTicket.objects.all()
+    ExpoTicket.objects.filter(pk=ticket.pk).update(created_at=timezone.now() - timedelta(days=2))
+    unknown = expo_receipts.labels("unknown")
+    before = unknown._value.get()
+
+    assert check_expo_receipts(min_age_seconds=0) == 0
+
+    assert not ExpoTicket.objects.exists()
+    assert unknown._value.get() == before + 1
+    assert providers.expo.control.received("receipts") == []  # closed without asking Expo again

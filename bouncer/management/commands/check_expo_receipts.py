@@ -1,5 +1,6 @@
 """``./manage.py check_expo_receipts [--loop SECONDS]``: catch tokens Expo found dead after accepting a push."""
 
+import logging
 import signal
 import threading
 from argparse import ArgumentParser
@@ -8,6 +9,9 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from bouncer.service import check_expo_receipts
+
+logger = logging.getLogger(__name__)
+MAX_PAUSE_SECONDS = 600.0
 
 
 class Command(BaseCommand):
@@ -22,9 +26,17 @@ class Command(BaseCommand):
             # Under supervisord or systemd: SIGTERM finishes the check in hand, then exits 0.
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             signal.signal(signal.SIGINT, lambda *_: stop.set())
+        if not options["loop"]:
+            self.stdout.write(f"expired {check_expo_receipts()} devices")
+            return
+        pause = options["loop"]
         while not stop.is_set():
-            expired = check_expo_receipts()
-            self.stdout.write(f"expired {expired} devices")
-            if not options["loop"]:
-                return
-            stop.wait(options["loop"])
+            try:
+                expired = check_expo_receipts()
+                pause = options["loop"]
+                if expired:
+                    logger.info("expired %d devices", expired)
+            except Exception as e:  # Expo or the database failing must not end the loop: back off and try again
+                pause = min(max(pause, options["loop"]) * 2, MAX_PAUSE_SECONDS)
+                logger.warning("reading Expo receipts failed (%s); trying again in %.0f s", type(e).__name__, pause)
+            stop.wait(pause)
