@@ -135,6 +135,20 @@ def test_provider_503_then_200_delivers_exactly_once_on_retry(api, bouncer, prov
     ]
 
 
+def test_fcm_503_is_retried_by_our_policy_and_every_try_is_an_attempt(api, bouncer, providers):
+    token = fcm_token(4)
+    register(api, "9", "fcm", token)
+    providers.fcm.control.add_rule(match=token, status=503, times=2)
+
+    with push_worker():
+        result = settled(api, push(api, "9"))
+
+    assert result["status"] == "sent"
+    # Not hidden inside firebase-admin's HTTP session: each refused try is a retry attempt of ours.
+    assert [a["outcome"] for a in result["attempts"]] == ["retry", "retry", "sent"]
+    assert len(providers.fcm.control.received("message", token)) == 3
+
+
 class AlwaysFails(BaseHTTPRequestHandler):
     def do_POST(self):
         self.send_response(500)
