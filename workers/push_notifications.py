@@ -49,6 +49,9 @@ PAYLOAD_FIELDS = ("client_id", "recipient", "content", "subject", "created_at", 
 DEVICE_EVENTS = {REGISTER, UNREGISTER}
 
 
+NO_DEVICE = "the user has no active device"
+
+
 class PushFailed(Exception):
     """Every device refused the notification for good: dead-lettered with the reasons."""
 
@@ -253,9 +256,16 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
             elif by_outcome[DELIVERED]:
                 moves[Status.SENT].append(pk)
             else:
-                reason = "; ".join(f"{d['platform']}: {d['error']}" for d in devices) or "the user has no active device"
+                reason = "; ".join(f"{d['platform']}: {d['error']}" for d in devices) or NO_DEVICE
                 moves[Status.FAILED].append(pk)
                 errors[pk] = reason
+                if not devices:
+                    # Nothing was tried, but the outcome is recorded and counted like any other.
+                    attempts.append(
+                        Attempt(
+                            notification=notification, provider="none", outcome=Attempt.Outcome.FAILED, error=reason
+                        )
+                    )
                 if by_outcome[FAILED]:
                     message.fail(PushFailed(reason))
         now = timezone.now()

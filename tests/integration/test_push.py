@@ -298,3 +298,17 @@ def test_expo_tickets_without_a_receipt_for_a_day_are_closed_as_unknown(api, bou
     assert not ExpoTicket.objects.exists()
     assert unknown._value.get() == before + 1
     assert providers.expo.control.received("receipts") == []  # closed without asking Expo again
+
+
+def test_a_push_to_a_user_without_devices_fails_with_an_attempt_and_is_counted(api, bouncer, providers):
+    from workers import metrics
+
+    failed = metrics.notifications_failed.labels(MOBILE_NOTIFICATIONS_QUEUE, "none")
+    before = failed._value.get()
+
+    with push_worker():
+        result = settled(api, push(api, "nobody"))
+
+    assert result["status"] == "failed" and result["error"] == "the user has no active device"
+    assert [(a["provider"], a["outcome"]) for a in result["attempts"]] == [("none", "failed")]
+    assert failed._value.get() == before + 1
