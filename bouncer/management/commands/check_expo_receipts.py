@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from bouncer.service import check_expo_receipts
+from zerver.checks import require_production_settings
 
 
 class Command(BaseCommand):
@@ -17,6 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--loop", type=float, metavar="SECONDS", help="check again every SECONDS, forever")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_production_settings()
         stop = threading.Event()
         if options["loop"]:
             # Under supervisord or systemd: SIGTERM finishes the check in hand, then exits 0.
