@@ -5,12 +5,12 @@ instance with nothing else installed (SQLite in ``var/``, RabbitMQ on
 localhost), so ``./manage.py migrate`` works on a fresh clone.
 """
 
-import base64
-import hashlib
 import os
 from pathlib import Path
 
 import dj_database_url
+
+from zerver.lib.secrets import DEV_SECRET_KEY, dev_push_token_hash_key, dev_push_token_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -30,9 +30,20 @@ def env_float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-secret-key-change-me")
-DEBUG = env_bool("DEBUG", True)
-ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+def env_list(name: str, default: str = "") -> list[str]:
+    return [v.strip() for v in os.environ.get(name, default).split(",") if v.strip()]
+
+
+# Off unless asked for (scripts/dev does): outside DEBUG the checks in zerver/checks.py refuse to start
+# the web app and the workers on development secrets (`./manage.py generate_secrets` makes real ones).
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY") or DEV_SECRET_KEY
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+# Behind the TLS-terminating proxy production runs behind (see deploy/): cookies only over HTTPS.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -209,7 +220,9 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Every record is scrubbed of token-shaped strings, configured secrets and URL passwords, as a safety net.
+    "filters": {"scrub": {"()": "zerver.lib.masking.ScrubFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["scrub"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # pika logs each failed connection try as several ERROR lines and a traceback; the queue client and
     # the workers say it in one line ("cannot reach RabbitMQ at host:port (connection refused); retrying
@@ -241,16 +254,12 @@ SMS_FROM_NUMBER = os.environ.get("SMS_FROM_NUMBER", "")
 SMS_TIMEOUT = env_float("SMS_TIMEOUT", 10.0)
 
 # --- Push ---------------------------------------------------------------------
-# Fernet keys for push tokens at rest, newest first, comma-separated
-# (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`).
-# Development derives one from SECRET_KEY; production must set both.
-_dev_key = hashlib.sha256(f"push-tokens:{SECRET_KEY}".encode()).digest()
-PUSH_TOKEN_KEYS = [
-    k.strip()
-    for k in os.environ.get("PUSH_TOKEN_KEYS", base64.urlsafe_b64encode(_dev_key).decode()).split(",")
-    if k.strip()
-]
-PUSH_TOKEN_HASH_KEY = os.environ.get("PUSH_TOKEN_HASH_KEY", f"push-token-hash:{SECRET_KEY}")
+# Fernet keys for push tokens at rest, newest first, comma-separated: to rotate, put a new key first,
+# run `./manage.py rotate_token_keys`, then drop the old one. PUSH_TOKEN_HASH_KEY keys the lookup hash
+# (it cannot rotate: tokens would have to be re-registered). `./manage.py generate_secrets` makes both;
+# with DEBUG on and neither set, development derives them from SECRET_KEY.
+PUSH_TOKEN_KEYS = env_list("PUSH_TOKEN_KEYS") or ([dev_push_token_key(SECRET_KEY)] if DEBUG else [])
+PUSH_TOKEN_HASH_KEY = os.environ.get("PUSH_TOKEN_HASH_KEY") or (dev_push_token_hash_key(SECRET_KEY) if DEBUG else "")
 
 # The push bouncer. Without PUSH_BOUNCER_URL the bouncer runs in this process
 # ("local bouncer") with the provider credentials below; with it, this server

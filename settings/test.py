@@ -3,6 +3,11 @@
 import os
 
 os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/notifications")
+# Fixed secrets of the test suite's own (not derived from SECRET_KEY, so the production checks pass), set in
+# the environment so the worker processes tests start read the same ones.
+os.environ.setdefault("SECRET_KEY", "test-suite-secret-key-7f3c9a1e5b2d8f4a6c0e9b7d5a3f1c8e2b4d6f8a0c")
+os.environ.setdefault("PUSH_TOKEN_KEYS", "dGVzdC1zdWl0ZS1wdXNoLXRva2VuLWtleS0wMTIzNDU=")
+os.environ.setdefault("PUSH_TOKEN_HASH_KEY", "test-suite-push-token-hash-key-4e6a8c0b2d")
 
 from settings.base import *
 

@@ -36,6 +36,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 
 from workers import metrics
+from zerver.lib.masking import scrub
 from zerver.lib.queue import (
     ATTEMPT_HEADER,
     CONNECTION_ERRORS,
@@ -151,7 +152,7 @@ def get_worker(queue_name: str, worker_num: int = 0) -> QueueProcessingWorker:
 
 
 def describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
+    return scrub(f"{type(error).__name__}: {error}")
 
 
 class QueueProcessingWorker:
@@ -409,6 +410,7 @@ class QueueProcessingWorker:
     def dead_letter(
         self, message: QueueMessage, reason: str, error: BaseException | None
     ) -> tuple[str, bytes, dict[str, Any]]:
+        reason = scrub(reason)
         message.dead_letter_reason = reason
         metrics.dead_lettered.labels(self.queue_name).inc()
         logger.error("%s: dead-lettering event (attempt %d): %s", self.queue_name, message.attempt, reason)
@@ -416,7 +418,7 @@ class QueueProcessingWorker:
             **message.headers,
             "x-dlq-reason": reason[:1000],
             "x-dlq-exception": describe(error)[:1000] if error else "",
-            "x-dlq-traceback": "".join(traceback.format_exception(error))[-4000:] if error else "",
+            "x-dlq-traceback": scrub("".join(traceback.format_exception(error)))[-4000:] if error else "",
             "x-dlq-attempts": message.attempt,
             "x-dlq-queue": self.queue_name,
             "x-dlq-failed-at": datetime.now(UTC).isoformat(),

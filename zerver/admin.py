@@ -35,11 +35,6 @@ from zerver.models import (
 )
 
 
-def masked(value: str, keep: int = 4) -> str:
-    """``'abcdef123456'`` -> ``'…3456'``: enough to tell two secrets apart, not enough to use one."""
-    return "…" + value[-keep:] if len(value) > 2 * keep else "…"
-
-
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
     list_display = [

@@ -28,6 +28,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count
+from django.test.utils import override_settings
 from django.utils import timezone
 
 from bouncer.models import RemotePushDevice, RemoteServer
@@ -41,6 +42,7 @@ from zerver.lib.queue import (
     queue_json_publish_many,
     shard_queue_names,
 )
+from zerver.lib.secrets import new_secrets
 from zerver.models import ApiClient, Attempt, Notification, PushDevice
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -284,6 +286,16 @@ def run(options: Options, progress: Any = None) -> Run:
 
 
 def _run(options: Options, result: Run, processes: Processes, progress: Any) -> None:
+    # Secrets of the run's own: its processes start with DEBUG off, where development secrets are refused,
+    # and they must decrypt the tokens this process encrypts.
+    run_secrets = new_secrets()
+    with override_settings(
+        PUSH_TOKEN_KEYS=[run_secrets["PUSH_TOKEN_KEYS"]], PUSH_TOKEN_HASH_KEY=run_secrets["PUSH_TOKEN_HASH_KEY"]
+    ):
+        _run_with(run_secrets, options, result, processes, progress)
+
+
+def _run_with(run_secrets: dict[str, str], options: Options, result: Run, processes: Processes, progress: Any) -> None:
     fakes_env = processes.start_fakes(record_limit=options.count * 2 + 1000)
     urls = fake_urls(fakes_env)
     if options.faults:
@@ -298,6 +310,7 @@ def _run(options: Options, result: Run, processes: Processes, progress: Any) -> 
     env = {
         **os.environ,
         **fakes_env,
+        **run_secrets,
         "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "settings.base"),
         "DATABASE_URL": database_url(),
         "RABBITMQ_URL": settings.RABBITMQ_URL,

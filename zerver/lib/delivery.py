@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from workers import metrics
+from zerver.lib.masking import scrub
 from zerver.models import Attempt, Notification, Status
 
 
@@ -22,7 +23,7 @@ class SendError(Exception):
     """
 
     def __init__(self, message: str, *, transient: bool, retry_after: float = 0.0) -> None:
-        super().__init__(message)
+        super().__init__(scrub(message))  # provider texts may quote a token or a credential
         self.transient = transient
         self.retry_after = retry_after
 

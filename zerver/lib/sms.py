@@ -10,6 +10,7 @@ from django.conf import settings
 
 from zerver.lib.delivery import SendError
 from zerver.lib.http import make_session, retry_after_seconds
+from zerver.lib.masking import mask_phone
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +38,6 @@ def segments(text: str) -> dict[str, int | str]:
 
 
 # --- Backends ------------------------------------------------------------------
-
-
-def mask_phone(number: str) -> str:
-    """``+14155550100`` -> ``+1415*****00``: enough to tell numbers apart in a log."""
-    return number[:5] + "*" * max(0, len(number) - 7) + number[-2:]
 
 
 class ConsoleBackend:

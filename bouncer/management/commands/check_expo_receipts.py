@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from bouncer.service import check_expo_receipts
+from zerver.checks import require_production_settings
 
 logger = logging.getLogger(__name__)
 MAX_PAUSE_SECONDS = 600.0
@@ -21,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--loop", type=float, metavar="SECONDS", help="check again every SECONDS, forever")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_production_settings()
         stop = threading.Event()
         if options["loop"]:
             # Under supervisord or systemd: SIGTERM finishes the check in hand, then exits 0.

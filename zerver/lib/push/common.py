@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from zerver.lib.masking import scrub
+
 DELIVERED = "delivered"
 EXPIRED = "expired"  # the token is dead: stop using it
 RETRY = "retry"  # transient: the same message may succeed later
@@ -38,6 +40,11 @@ class PushResult:
     error: str = ""
     retry_after: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Providers quote the token in their errors (Expo: '"ExponentPushToken[…]" is not a registered push
+        # notification recipient'); this text goes into attempts, notifications, answers and logs.
+        self.error = scrub(self.error)
 
 
 class PushBackend(Protocol):

@@ -17,6 +17,8 @@ from functools import cache
 from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
 
+from zerver.lib.masking import mask as mask  # tokens are shown only masked
+
 
 @cache
 def _fernet(keys: tuple[str, ...]) -> MultiFernet:
@@ -43,10 +45,3 @@ def rotate(ciphertext: str) -> str:
 
 def token_hash(token: str) -> str:
     return hmac.new(settings.PUSH_TOKEN_HASH_KEY.encode(), token.encode(), hashlib.sha256).hexdigest()
-
-
-def mask(token: str) -> str:
-    """``abcdef…`` -> ``abcd…(64)…ef``: tells tokens apart in logs and the admin without revealing one."""
-    if len(token) <= 8:
-        return "…" * bool(token)
-    return f"{token[:4]}…({len(token)})…{token[-2:]}"

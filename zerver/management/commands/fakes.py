@@ -18,6 +18,7 @@ from fakes.runner import PORT_NAMES, Fakes
 
 class Command(BaseCommand):
     help = "Run local fakes of APNs, FCM, Expo, SMTP and SMS, printing their endpoints as environment lines."
+    requires_system_checks: list[str] = []  # a development tool: it runs beside production settings, not on them
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

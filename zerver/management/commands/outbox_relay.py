@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from zerver.checks import require_production_settings
 from zerver.lib.outbox import relay, relay_once
 
 
@@ -21,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls when idle")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_production_settings()
         if options["once"]:
             total = 0
             while published := relay_once(min_age_seconds=0):

@@ -25,6 +25,7 @@ from workers.base import (
     registered_queues,
 )
 from workers.heartbeat import Heartbeat
+from zerver.checks import require_production_settings
 
 
 class Command(BaseCommand):
@@ -56,6 +57,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_production_settings()
         if options["list"]:
             for index, name in enumerate(registered_queues()):
                 port = metrics.metrics_port(index)
