@@ -341,3 +341,31 @@ def test_process_queue_serves_metrics_on_the_port_it_is_given(monkeypatch):
 def test_refuses_inconsistent_service_parameters(config):
     with pytest.raises(ValueError):
         render("prometheus", DeploymentConfig(**config), 4, QUEUES)
+
+
+def test_production_secrets_come_from_the_host_never_from_the_repo():
+    needed = {
+        "SECRET_KEY", "PUSH_TOKEN_KEYS", "PUSH_TOKEN_HASH_KEY", "DATABASE_URL", "RABBITMQ_URL", "REDIS_URL",
+        "PUSH_BOUNCER_URL", "PUSH_BOUNCER_SERVER_UUID", "PUSH_BOUNCER_API_KEY", "APNS_AUTH_KEY_FILE", "APNS_KEY_ID",
+        "APNS_TEAM_ID", "FCM_SERVICE_ACCOUNT_FILE", "EXPO_ACCESS_TOKEN", "EMAIL_HOST", "EMAIL_HOST_PASSWORD",
+        "SMS_ACCOUNT_SID", "SMS_AUTH_TOKEN",
+    }  # fmt: skip
+    example = (ROOT / "deploy" / "production.env.example").read_text()
+    values = dict(line.split("=", 1) for line in example.splitlines() if line and not line.startswith("#"))
+    assert needed <= set(values)
+    for name, value in values.items():
+        if any(word in name for word in ("KEY", "TOKEN", "PASSWORD", "SID")) and not name.endswith("_FILE"):
+            assert value == "''" or value.startswith("'<"), f"{name} holds a value, not a placeholder"
+
+    env_template = (ROOT / "puppet" / "notifications" / "templates" / "env.erb").read_text()
+    for name in ("SECRET_KEY", "PUSH_TOKEN_KEYS", "PUSH_TOKEN_HASH_KEY", "DATABASE_URL", "RABBITMQ_URL"):
+        assert f"{name}='<%= @" in env_template
+    assert "@secrets.keys.sort.each" in env_template  # providers, bouncer, SMTP, SMS, Redis: from the caller
+    init = (ROOT / "puppet" / "notifications" / "manifests" / "init.pp").read_text()
+    for parameter in ("secret_key", "database_url", "rabbitmq_url", "push_token_keys", "push_token_hash_key"):
+        assert re.search(rf"Sensitive\[String\[1\]\] \${parameter},", init), parameter  # required, no default
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert "path: .env.secrets" in compose and "SECRET_KEY:" not in compose
+    assert (
+        ".env.secrets" in (ROOT / ".gitignore").read_text() and ".env.secrets" in (ROOT / ".dockerignore").read_text()
+    )

@@ -13,10 +13,14 @@ class notifications::app {
   $secret_key   = $notifications::secret_key.unwrap
   $database_url = $notifications::database_url.unwrap
   $rabbitmq_url = $notifications::rabbitmq_url.unwrap
+  $push_token_keys = $notifications::push_token_keys.unwrap
+  $push_token_hash_key = $notifications::push_token_hash_key.unwrap
+  $secrets = $notifications::secrets.unwrap
   $settings_module = $notifications::settings_module
   $mobile_notifications_shards = $notifications::mobile_notifications_shards
   $allowed_hosts = $notifications::allowed_hosts.join(',')
-  [$secret_key, $database_url, $rabbitmq_url, $allowed_hosts].each |$value| {
+  ([$secret_key, $database_url, $rabbitmq_url, $push_token_keys, $push_token_hash_key, $allowed_hosts]
+    + $secrets.values).each |$value| {
     if $value =~ /['\n]/ {
       fail('notifications: secrets and hosts cannot contain single quotes or newlines (env file quoting)')
     }

@@ -16,7 +16,26 @@
 #     secret_key                  => Sensitive(lookup('notifications::secret_key')),
 #     database_url                => Sensitive('mysql://notifications:...@db.internal:3306/notifications'),
 #     rabbitmq_url                => Sensitive('amqp://notifications:...@mq.internal:5672/'),
+#     push_token_keys             => Sensitive(lookup('notifications::push_token_keys')),
+#     push_token_hash_key         => Sensitive(lookup('notifications::push_token_hash_key')),
+#     secrets                     => Sensitive(lookup('notifications::secrets')),  # a hash, see below
 #   }
+#
+# Every secret comes from the caller (hiera with eyaml, or another secret
+# store), never from this module or the repository: `./manage.py
+# generate_secrets --env-file FILE` makes fresh SECRET_KEY and token keys, and
+# deploy/production.env.example lists every setting production needs.
+#
+# @param push_token_keys
+#   PUSH_TOKEN_KEYS: Fernet keys for push tokens at rest, newest first (comma-separated).
+# @param push_token_hash_key
+#   PUSH_TOKEN_HASH_KEY: the HMAC key of token lookups.
+# @param secrets
+#   Every other setting, by its environment name, written to the env file:
+#   provider credentials (APNS_*, FCM_SERVICE_ACCOUNT_FILE, EXPO_ACCESS_TOKEN),
+#   the bouncer (PUSH_BOUNCER_URL, PUSH_BOUNCER_SERVER_UUID, PUSH_BOUNCER_API_KEY),
+#   SMTP (EMAIL_HOST, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, ...), SMS
+#   (SMS_BACKEND, SMS_ACCOUNT_SID, SMS_AUTH_TOKEN, ...) and REDIS_URL.
 #
 # @param queues
 #   Queues to run workers for, without their shards. Empty: every queue with a
@@ -51,7 +70,10 @@
 class notifications (
   Sensitive[String[1]] $secret_key,
   Sensitive[String[1]] $database_url,
-  Sensitive[String[1]] $rabbitmq_url = Sensitive('amqp://guest:guest@127.0.0.1:5672/'),
+  Sensitive[String[1]] $rabbitmq_url,
+  Sensitive[String[1]] $push_token_keys,
+  Sensitive[String[1]] $push_token_hash_key,
+  Sensitive[Hash[Pattern[/\A[A-Z_][A-Z0-9_]*\z/], String]] $secrets = Sensitive({}),
   Array[Pattern[/\A[A-Za-z0-9_.-]+\z/]] $queues = [],
   Integer[1] $mobile_notifications_shards = 1,
   Integer[1] $stop_wait_seconds = 60,
