@@ -21,6 +21,8 @@ ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DJANGO_SETTINGS_MODULE=settings.base
+# The admin's CSS and JS, served by the web app itself (WhiteNoise) with DEBUG off.
+RUN DEBUG=0 python manage.py collectstatic --noinput -v 0
 USER notifications
 # A worker finishes its batch on SIGTERM, acknowledges it and exits 0. The
 # exec form keeps Python the process that receives it.

@@ -42,3 +42,5 @@ CACHES = {
 # A test's own burst of requests (hundreds in a second) is no client's load: the limits' tests set theirs.
 RATE_LIMIT_REQUESTS_PER_MINUTE = RATE_LIMIT_NOTIFICATIONS_PER_MINUTE = 100_000
 RATE_LIMIT_BOUNCER_REQUESTS_PER_MINUTE = 100_000
+# The tests render admin pages without running collectstatic first.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

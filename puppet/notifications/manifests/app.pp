@@ -88,4 +88,13 @@ class notifications::app {
     timeout  => 1800,
     require  => [Exec['notifications requirements'], File[$env_file]],
   }
+
+  # The admin's CSS and JS, which the web app serves itself (WhiteNoise) from var/static.
+  exec { 'notifications collectstatic':
+    path     => $notifications::exec_path,
+    command  => "set -a && . ${env_file} && ${venv}/bin/python manage.py collectstatic --noinput -v 0",
+    cwd      => $app_dir,
+    provider => shell,
+    require  => [Exec['notifications requirements'], File[$env_file]],
+  }
 }
