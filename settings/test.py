@@ -44,3 +44,6 @@ RATE_LIMIT_REQUESTS_PER_MINUTE = RATE_LIMIT_NOTIFICATIONS_PER_MINUTE = 100_000
 RATE_LIMIT_BOUNCER_REQUESTS_PER_MINUTE = 100_000
 # The tests render admin pages without running collectstatic first.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+# Nothing is collected for the tests: WhiteNoise looks files up per request instead of scanning an
+# absent STATIC_ROOT at start (which warns once per test client).
+WHITENOISE_AUTOREFRESH = True
