@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
@@ -83,9 +83,13 @@ class ApiClientAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {count} API client(s).")
 
 
+def to_the_second(value: Any) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
 class AttemptInline(admin.TabularInline):
     model = Attempt
-    fields = ["at", "provider", "outcome", "error"]
+    fields = ["time", "provider", "outcome", "error", "provider_id"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -96,21 +100,58 @@ class AttemptInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    @admin.display(description="at", ordering="at")
+    def time(self, obj: Attempt) -> str:
+        return to_the_second(obj.at)
+
 
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
-    list_display = ["id", "type", "recipient", "status", "client", "created_at", "sent_at"]
+    """Read-only: a notification's whole story, with its attempts. Only the actions change anything."""
+
+    list_display = ["id", "type", "recipient", "status", "attempt_count", "short_error", "client", "created", "sent"]
     list_filter = ["status", "type", "client", "created_at"]  # by client: retry or cancel one tenant's only
     list_select_related = ["client"]
     search_fields = ["recipient"]
     search_help_text = "A recipient (or part of one), or a notification id."
     readonly_fields = [f.name for f in Notification._meta.fields]
     inlines = [AttemptInline]
-    actions = ["retry_failed", "cancel_pending"]
+    actions = ["retry_failed", "cancel_pending", "resend_sent"]
     change_list_template = "admin/zerver/notification/change_list.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # notifications come through the API
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The list and its actions (obj None) may change notifications; no form ever edits one.
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the record of what was delivered is kept
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Notification]:
+        return super().get_queryset(request).annotate(attempt_total=Count("attempts"))
+
+    @admin.display(description="attempts", ordering="attempt_total")
+    def attempt_count(self, obj: Notification) -> int:
+        return obj.attempt_total  # type: ignore[attr-defined]  # annotated
+
+    @admin.display(description="error")
+    def short_error(self, obj: Notification) -> str:
+        return obj.error if len(obj.error) <= 80 else obj.error[:79] + "…"
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Notification) -> str:
+        return to_the_second(obj.created_at)
+
+    @admin.display(description="sent", ordering="sent_at")
+    def sent(self, obj: Notification) -> str:
+        return to_the_second(obj.sent_at)
+
+    @admin.action(description="Resend selected sent notifications (as new ones)", permissions=["change"])
+    def resend_sent(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        copies = operations.resend(queryset.filter(status=Status.SENT))
+        self.message_user(request, f"{len(copies)} notification(s) sent again as new ones, linked to the first.")
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Notification], search_term: str
@@ -146,8 +187,34 @@ class NotificationAdmin(admin.ModelAdmin):
             messages.error(request, "RabbitMQ is unreachable: no counts.")
         finally:
             client.close()
-        context = {**self.admin_site.each_context(request), "opts": self.opts, "rows": rows, "title": "Queues"}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "rows": rows,
+            "title": "Queues",
+            "delivery": delivery_summary(),
+        }
         return TemplateResponse(request, "admin/zerver/dead_letters.html", context)
+
+
+def delivery_summary() -> dict[str, Any]:
+    """What an operator paged at night looks at first: expired and stranded notifications, open circuits."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    from zerver.lib.push import circuit
+    from zerver.models.notifications import UNFINISHED_STATUSES
+
+    stranded_before = timezone.now() - timedelta(seconds=settings.REAPER_STRANDED_SECONDS)
+    return {
+        "expired": Notification.objects.filter(status=Status.EXPIRED).count(),
+        "stranded": Notification.objects.filter(
+            status__in=UNFINISHED_STATUSES, updated_at__lte=stranded_before
+        ).count(),
+        "stranded_after": int(settings.REAPER_STRANDED_SECONDS),
+        "circuits": [c for c in circuit.states() if c.open],
+    }
 
 
 @admin.register(Template)

@@ -148,3 +148,47 @@ def test_bouncer_devices_show_the_token_masked(staff):
     device.save()
     page = staff.get(f"/admin/bouncer/remotepushdevice/{device.pk}/change/")
     assert page.status_code == 200 and b"secret-device" not in page.content
+
+
+def test_notifications_are_read_only_but_for_their_actions(staff):
+    notification = baker.make(Notification, type="email", status=Status.FAILED, error="SMTP 550 gone", content="x")
+    baker.make(Attempt, notification=notification, provider="smtp", outcome="failed", provider_id="msg-77")
+
+    page = staff.get(url(Notification, "change", notification.pk)).content.decode()
+    assert 'name="_save"' not in page and "Delete" not in page
+    assert "msg-77" in page  # the provider's id in the attempts
+    assert staff.post(url(Notification, "change", notification.pk), {"status": "sent"}).status_code == 403
+    listing = staff.get(url(Notification, "changelist")).content.decode()
+    assert "delete_selected" not in listing
+    assert "SMTP 550 gone" in listing  # the error, and the attempt count, in the list
+    assert re.search(r'<td class="field-attempt_count">1</td>', listing)
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", listing)  # timestamps to the second
+    assert "Notification service" in staff.get("/admin/").content.decode()  # not "Zerver"
+
+
+def test_resend_makes_a_new_notification_linked_to_the_sent_one(staff):
+    sent = baker.make(Notification, type="sms", recipient="+14155550100", status=Status.SENT, content="code 1")
+    failed = baker.make(Notification, type="sms", status=Status.FAILED, content="x")
+
+    staff.post(url(Notification, "changelist"), {"action": "resend_sent", "_selected_action": [sent.pk, failed.pk]})
+
+    [copy] = Notification.objects.exclude(pk__in=[sent.pk, failed.pk])
+    assert (copy.status, copy.recipient, copy.content) == (Status.PENDING, "+14155550100", "code 1")
+    assert copy.details["resent_from"] == str(sent.pk) and copy.expires_at is not None
+    assert OutboxEvent.objects.get().event["notification_id"] == str(copy.pk)
+
+
+def test_queues_page_counts_expired_and_stranded_notifications(staff, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.REAPER_STRANDED_SECONDS = 600
+    baker.make(Notification, type="push", status=Status.EXPIRED, content={}, _quantity=2)
+    stuck = baker.make(Notification, type="push", status=Status.RETRYING, content={})
+    Notification.objects.filter(pk=stuck.pk).update(updated_at=timezone.now() - timedelta(seconds=700))
+
+    page = staff.get(url(Notification, "dead_letters")).content.decode()
+
+    assert re.search(r"expired \(deadline passed\)</th><td><a [^>]*>2</a>", page)
+    assert re.search(r"stranded [^<]*</th><td>1</td>", page)

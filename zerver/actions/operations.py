@@ -57,3 +57,31 @@ def retry(client: ApiClient, notification_id: str | uuid.UUID) -> Notification:
     if not retry_failed([notification]):
         raise ApiError(409, "only a failed notification can be retried", {"status": notification.status})
     return notification
+
+
+def resend(notifications: Iterable[Notification]) -> list[Notification]:
+    """A new notification for each sent one, with the same content, linked to it (``details["resent_from"]``).
+
+    It gets a deadline of its own and no idempotency key (that belongs to the first).
+    """
+    copies = []
+    with transaction.atomic():
+        for old in notifications:
+            if old.status != Status.SENT:
+                continue
+            copies.append(
+                Notification.objects.create(
+                    client_id=old.client_id,
+                    type=old.type,
+                    recipient=old.recipient,
+                    subject=old.subject,
+                    content=old.content,
+                    html=old.html,
+                    template=old.template,
+                    variables=old.variables,
+                    details={**old.details, "resent_from": str(old.pk)},
+                    expires_at=Notification.deadline(old.type),
+                )
+            )
+        publish_after_commit(copies)
+    return copies
