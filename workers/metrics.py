@@ -56,6 +56,7 @@ notifications_dead_lettered = Counter(
 notifications_expired = Counter(
     "notifications_expired", "Notifications whose deadline passed before delivery.", ["queue", "reason"]
 )
+notifications_cancelled = Counter("notifications_cancelled", "Notifications cancelled before delivery.", ["queue"])
 notifications_reaped = Counter(
     "notifications_reaped", "Stranded notifications the reaper published again.", ["queue", "status"]
 )

@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.contrib.auth.models import User
 from model_bakery import baker
 
+from workers import metrics
 from zerver.lib.masking import mask
 from zerver.lib.push import tokens
 from zerver.models import (
@@ -101,6 +102,8 @@ def test_retry_selected_failed_moves_them_to_pending_and_queues_them(staff):
 
 
 def test_cancel_selected_pending(staff):
+    cancelled = metrics.notifications_cancelled.labels("sms_notifications")
+    before = cancelled._value.get()
     pending = baker.make(Notification, type="sms", status=Status.PENDING, content="x")
     sent = baker.make(Notification, type="sms", status=Status.SENT, content="x")
 
@@ -108,6 +111,7 @@ def test_cancel_selected_pending(staff):
 
     assert Notification.objects.get(pk=pending.pk).status == Status.CANCELLED
     assert Notification.objects.get(pk=sent.pk).status == Status.SENT
+    assert cancelled._value.get() == before + 1  # counted, like every final state
 
 
 def test_notification_search_by_recipient_or_id_and_filter_by_status_or_client(staff):

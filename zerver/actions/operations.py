@@ -14,8 +14,10 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
+from workers import metrics
 from zerver.actions.notifications import client_notification, publish_after_commit
 from zerver.lib.api import ApiError
+from zerver.lib.delivery import queue_label
 from zerver.models import ApiClient, Notification, Status
 from zerver.models.notifications import TRANSITIONS
 
@@ -33,7 +35,10 @@ def retry_failed(notifications: Iterable[Notification]) -> int:
 
 def cancel_pending(notifications: Iterable[Notification]) -> int:
     """Cancel notifications not yet delivered (pending or retrying); a queued event then finds nothing to do."""
-    return sum(1 for n in notifications if n.transition(Status.CANCELLED))
+    cancelled = [n for n in notifications if n.transition(Status.CANCELLED)]
+    for notification in cancelled:
+        metrics.notifications_cancelled.labels(queue_label(notification)).inc()
+    return len(cancelled)
 
 
 def reopen(notification_ids: Iterable[uuid.UUID]) -> int:
