@@ -129,10 +129,10 @@ def test_provider_503_then_200_delivers_exactly_once_on_retry(api, bouncer, prov
 
     assert result["status"] == "sent"
     assert [a["outcome"] for a in result["attempts"]] == ["retry", "sent"]
-    assert [r["outcome"] for r in providers.apns.control.received("notification", token)] == [
-        "ServiceUnavailable",
-        "ok",
-    ]
+    records = providers.apns.control.received("notification", token)
+    assert [r["outcome"] for r in records] == ["ServiceUnavailable", "ok"]
+    # The retry is the same push to APNs: the same apns-id, derived from the notification and the device.
+    assert records[0]["headers"]["apns-id"] == records[1]["headers"]["apns-id"] == result["attempts"][1]["provider_id"]
 
 
 def test_fcm_503_is_retried_by_our_policy_and_every_try_is_an_attempt(api, bouncer, providers):

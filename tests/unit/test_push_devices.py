@@ -187,3 +187,18 @@ def test_apns_payload_whose_data_alone_is_too_big_cannot_be_sent():
 )
 def test_apns_answers_map_to_outcomes(status, reason, outcome):
     assert apns.outcome(status, reason).outcome == outcome
+
+
+def test_the_apns_id_of_a_push_is_the_same_on_every_resend_and_differs_per_device():
+    import uuid
+
+    from zerver.lib.push.apns import apns_id
+    from zerver.lib.push.common import PushMessage
+
+    notification_id = str(uuid.uuid4())
+    payload = {"title": "Hi", "data": {"notification_id": notification_id}}
+    first = apns_id(PushMessage("11", "ab" * 32, "app", payload))
+    assert first == apns_id(PushMessage("11", "ab" * 32, "app", payload))  # a resend: the same id
+    assert first != apns_id(PushMessage("12", "cd" * 32, "app", payload))  # another device of the user
+    assert uuid.UUID(first).version == 5
+    assert apns_id(PushMessage("11", "ab" * 32, "app", {"remove": [1]})) is None  # not a stored notification

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import uuid
 from typing import Any
 
 from aioapns import APNs, NotificationRequest, PushType
@@ -65,6 +66,21 @@ def truncate(body: dict[str, Any]) -> dict[str, Any] | None:
     return body
 
 
+def apns_id(message: PushMessage) -> str | None:
+    """The ``apns-id`` of a notification's push to one device: the same on every resend of it.
+
+    Derived from the notification id and the device (aioapns tells in-flight
+    requests apart by it, so two devices of one user need two), so a push sent
+    again after a redelivery carries the id the first one had. None (a fresh
+    one) for pushes that are no stored notification, such as a remove.
+    """
+    notification_id = (message.payload.get("data") or {}).get("notification_id")
+    try:
+        return str(uuid.uuid5(uuid.UUID(str(notification_id)), str(message.device_id)))
+    except ValueError:
+        return None
+
+
 def notification_request(message: PushMessage) -> NotificationRequest | None:
     body = truncate(apns_payload(message.payload))
     if body is None:
@@ -73,6 +89,7 @@ def notification_request(message: PushMessage) -> NotificationRequest | None:
     return NotificationRequest(
         device_token=message.token,
         message=body,
+        notification_id=apns_id(message),
         priority=5 if remove or message.payload.get("priority") == "normal" else 10,
         collapse_key=message.payload.get("collapse_key") or None,
         push_type=PushType.BACKGROUND if remove else PushType.ALERT,
