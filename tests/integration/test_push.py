@@ -279,6 +279,23 @@ def test_apns_certificate_auth_delivers(providers, settings):
     assert record["auth"] == "certificate" and "authorization" not in record["headers"]
 
 
+def test_3000_error_bodies_on_one_apns_connection_do_not_stall_it(providers, settings):
+    """aioapns acknowledges no response data; without our flow-control credit the 64 KiB window runs out."""
+    from zerver.lib.push.apns import ApnsBackend
+    from zerver.lib.push.common import EXPIRED, PushMessage
+
+    settings.PUSH_PROVIDER_TIMEOUT = 5
+    backend = ApnsBackend()
+    backend.client.pool.max_connections = 1  # every answer on one connection
+    providers.apns.control.add_rule(status=410, error="Unregistered")  # ~60-byte bodies: 3000 are ~180 KB
+    messages = [PushMessage(str(n), apns_token(50_000 + n), APP, {"title": "T", "body": "b"}) for n in range(3000)]
+
+    results = backend.send(messages)
+
+    assert {r.outcome for r in results} == {EXPIRED}
+    assert len(providers.apns.control.received("notification")) == 3000  # each dead token tried once
+
+
 def test_expo_tickets_without_a_receipt_for_a_day_are_closed_as_unknown(api, bouncer, providers, settings):
     from datetime import timedelta
 

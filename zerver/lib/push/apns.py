@@ -97,6 +97,32 @@ def notification_request(message: PushMessage) -> NotificationRequest | None:
     )
 
 
+class FlowControl:
+    """Give back HTTP/2 flow-control credit for the response bodies a connection receives.
+
+    aioapns never acknowledges DATA frames, so once about 64 KiB of error
+    bodies (``{"reason": "BadDeviceToken"}`` and the like) have arrived on a
+    connection, its receive window is spent and APNs can send nothing more on
+    it: the connection stalls until requests time out. Mixed in before
+    aioapns's protocol class, this acknowledges each body as it is handled
+    (the WINDOW_UPDATE goes out with the next flush, at the end of
+    ``data_received``).
+    """
+
+    conn: Any
+
+    def on_data_received(self, data: bytes, stream_id: int) -> None:
+        # h2 credits the connection window even when the stream has closed meanwhile.
+        self.conn.acknowledge_received_data(len(data), stream_id)
+        super().on_data_received(data, stream_id)  # type: ignore[misc]
+
+
+def with_flow_control(client: APNs) -> None:
+    """Make this aioapns client's connections acknowledge received data (see :class:`FlowControl`)."""
+    base = client.pool.protocol_class
+    client.pool.protocol_class = type(f"FlowControlled{base.__name__}", (FlowControl, base), {})
+
+
 def point_at(client: APNs, host: str, port: int) -> None:
     """Make this aioapns client (only) connect to ``host:port`` instead of Apple.
 
@@ -138,6 +164,7 @@ class ApnsBackend:
         else:
             # aioapns loads the certificate into the context itself.
             client = APNs(client_cert=settings.APNS_CLIENT_CERT, ssl_context=ssl_context, **common)
+        with_flow_control(client)
         if settings.APNS_HOST:
             point_at(client, settings.APNS_HOST, settings.APNS_PORT)
         return client
