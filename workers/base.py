@@ -23,6 +23,7 @@ registry and runs it. The failure policy lives here and only here:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import threading
@@ -33,6 +34,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 
 from workers import metrics
@@ -254,8 +256,12 @@ class QueueProcessingWorker:
         started = time.perf_counter()
         metrics.consumed.labels(self.queue_name).inc(len(messages))
         valid = [m for m in messages if m.malformed is None]
-        if valid:
-            self.consume_valid(valid)
+        fresh = [m for m in valid if not m.redelivered]
+        if fresh:
+            self.consume_valid(fresh)
+        for message in valid:
+            if message.redelivered:
+                self.consume_suspect(message)
         # Acks are cumulative, so settle up to the first message a stop left unhandled.
         cut = next((i for i, m in enumerate(messages) if m.deferred), len(messages))
         settled = messages[:cut]
@@ -275,6 +281,38 @@ class QueueProcessingWorker:
             self.client.ack_through(settled[-1].delivery_tag)
         metrics.last_event.labels(self.queue_name).set(time.time())
         metrics.batch_seconds.labels(self.queue_name).observe(time.perf_counter() - started)
+
+    def consume_suspect(self, message: QueueMessage) -> None:
+        """A redelivered message: its worker may have died handling it. Consume it alone, and count.
+
+        Each time it is in hand, a counter in the shared cache goes up, and down
+        again once it was handled. One whose counter reaches
+        ``QUEUE_MAX_REDELIVERIES`` killed the worker that many times while in
+        hand (a crash, not an exception: those are caught per event): it is
+        dead-lettered, instead of crash-looping every worker of the queue. The
+        rest of a killed batch comes back redelivered too, and goes through here
+        once each, cleared.
+        """
+        if self._stop.is_set():
+            message.deferred = True
+            return
+        key = "redelivered:" + hashlib.sha256(self.queue_name.encode() + b"\0" + message.body).hexdigest()
+        try:
+            cache.add(key, 0, timeout=86400)
+            in_hand = cache.incr(key)
+        except Exception:  # no cache to count with: handle it as any other
+            in_hand = 0
+        if in_hand > settings.QUEUE_MAX_REDELIVERIES:
+            message.malformed = (
+                f"redelivered {in_hand - 1} times while in hand, never settled: it kills the worker that handles it"
+            )
+            cache.delete(key)
+            return
+        self.consume_valid([message])
+        try:
+            cache.delete(key)
+        except Exception:
+            logger.warning("%s: redelivery counter not cleared", self.queue_name)
 
     def consume_valid(self, messages: list[QueueMessage]) -> None:
         """:meth:`consume_batch`, outliving a database outage.

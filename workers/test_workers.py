@@ -30,7 +30,7 @@ class TestWorker(QueueProcessingWorker):
 
     The event steers it: ``sleep`` (seconds before finishing), ``retry_until``
     (raise RetryLater while the attempt is below it), ``always_retry``,
-    ``fail`` (raise an error with that text). An event without ``id`` is
+    ``fail`` (raise an error with that text), ``crash`` (the process dies). An event without ``id`` is
     invalid.
     """
 
@@ -45,6 +45,8 @@ class TestWorker(QueueProcessingWorker):
             raise RetryLater(f"asked to retry (attempt {self.attempt})")
         if event.get("fail"):
             raise RuntimeError(event["fail"])
+        if event.get("crash"):
+            os._exit(70)  # what a segfault or the OOM killer does: no exception, no cleanup
         line = json.dumps({"id": event["id"], "attempt": self.attempt, "queue": self.queue_name, "pid": os.getpid()})
         # One write(2) of a short line to an O_APPEND file: whole even with several writers.
         fd = os.open(settings.TEST_WORKER_OUTPUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

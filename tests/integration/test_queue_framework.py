@@ -209,3 +209,33 @@ def test_an_event_with_a_deadline_retries_past_max_retries_until_the_deadline_an
     assert retried._value.get() - retried_before > 5  # more than QUEUE_MAX_RETRIES: the deadline rules
     assert broker.message_count(dlq_name("test")) == 0  # expiry is a final state, not a poison event
     assert read_jsonl(test_queue) == []
+
+
+def test_an_event_that_kills_its_worker_is_dead_lettered_and_the_rest_is_consumed(broker, test_queue, settings):
+    settings.QUEUE_MAX_REDELIVERIES = 2
+    queue_json_publish_many("test", [{"id": i} for i in range(5)] + [{"id": "poison", "crash": True}])
+    queue_json_publish_many("test", [{"id": i} for i in range(5, 10)])
+    env = {"TEST_WORKER_OUTPUT": test_queue, "QUEUE_MAX_REDELIVERIES": "2"}
+
+    exits = []
+    for _ in range(6):  # a supervisor restarting it
+        worker = start_worker_process("test", env)
+        try:
+            wait_for(
+                lambda w=worker: w.poll() is not None or broker.message_count(dlq_name("test")) == 1,
+                timeout=30,
+                what="the worker to die or the poison to be dead-lettered",
+            )
+        finally:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+            exits.append(worker.wait(timeout=30))
+        if broker.message_count(dlq_name("test")) == 1:
+            break
+
+    assert exits[:3] == [70, 70, 70] and exits[-1] == 0  # it crashed while the poison was in hand, then stopped cleanly
+    ids = {line["id"] for line in read_jsonl(test_queue)}
+    assert ids == set(range(10))
+    [(body, headers)] = dead_letters(broker, "test")
+    assert b"poison" in body
+    assert headers["x-dlq-reason"].startswith("malformed event: redelivered 2 times while in hand, never settled")
