@@ -37,14 +37,10 @@ BEARER = re.compile(r"(?i)\b(Bearer|Basic|Token)(\s+)([A-Za-z0-9._~+/=\-]{8,})")
 def mask(secret: str | None, keep: int = 4) -> str:
     """``'abcdef…'`` (64 chars) -> ``'abcd…(64)'``: a recognisable prefix and the length, nothing more.
 
-    A secret too short to spare a prefix shows only its length; an Expo token
-    keeps its ``ExponentPushToken[`` frame so it reads as one.
+    A secret too short to spare a prefix shows only its length.
     """
     if not secret:
         return "-"
-    expo = EXPO_TOKEN.fullmatch(secret)
-    if expo:
-        return f"{expo.group(1)}{mask(expo.group(2), keep)}{expo.group(3)}"
     shown = secret[:keep] if len(secret) >= 4 * keep else ""
     return f"{shown}{ELLIPSIS}({len(secret)})"
 
