@@ -259,9 +259,9 @@ class QueueProcessingWorker:
         fresh = [m for m in valid if not m.redelivered]
         if fresh:
             self.consume_valid(fresh)
-        for message in valid:
-            if message.redelivered:
-                self.consume_suspect(message)
+        redelivered = [m for m in valid if m.redelivered]
+        if redelivered:
+            self.consume_redelivered(redelivered)
         # Acks are cumulative, so settle up to the first message a stop left unhandled.
         cut = next((i for i, m in enumerate(messages) if m.deferred), len(messages))
         settled = messages[:cut]
@@ -282,37 +282,48 @@ class QueueProcessingWorker:
         metrics.last_event.labels(self.queue_name).set(time.time())
         metrics.batch_seconds.labels(self.queue_name).observe(time.perf_counter() - started)
 
-    def consume_suspect(self, message: QueueMessage) -> None:
-        """A redelivered message: its worker may have died handling it. Consume it alone, and count.
+    def consume_redelivered(self, messages: list[QueueMessage]) -> None:
+        """Redelivered messages: their worker may have died handling one of them. Consume them, and count.
 
-        Each time it is in hand, a counter in the shared cache goes up, and down
-        again once it was handled. One whose counter reaches
-        ``QUEUE_MAX_REDELIVERIES`` killed the worker that many times while in
-        hand (a crash, not an exception: those are caught per event): it is
-        dead-lettered, instead of crash-looping every worker of the queue. The
-        rest of a killed batch comes back redelivered too, and goes through here
-        once each, cleared.
+        While a message is in hand, a counter of it in the shared cache is up
+        by one; it goes down again once the message was handled. So the counter
+        says how often the message was in hand when a worker died (a crash, not
+        an exception: those are caught per event). The first time, the batch is
+        consumed as usual; a message back again after that is consumed alone,
+        so the one that kills the worker is found, and once its counter passes
+        ``QUEUE_MAX_REDELIVERIES`` it is dead-lettered, instead of crash-looping
+        every worker of the queue. The others go through and are cleared.
         """
-        if self._stop.is_set():
-            message.deferred = True
-            return
-        key = "redelivered:" + hashlib.sha256(self.queue_name.encode() + b"\0" + message.body).hexdigest()
+        keys = {id(m): self.redelivery_key(m) for m in messages}
         try:
-            cache.add(key, 0, timeout=86400)
-            in_hand = cache.incr(key)
-        except Exception:  # no cache to count with: handle it as any other
-            in_hand = 0
-        if in_hand > settings.QUEUE_MAX_REDELIVERIES:
-            message.malformed = (
-                f"redelivered {in_hand - 1} times while in hand, never settled: it kills the worker that handles it"
-            )
-            cache.delete(key)
+            seen = cache.get_many(list(keys.values()))
+        except Exception:  # no cache to count with: consume them as any others
+            logger.warning("%s: no cache to count redeliveries with", self.queue_name)
+            self.consume_valid(messages)
             return
-        self.consume_valid([message])
-        try:
-            cache.delete(key)
-        except Exception:
-            logger.warning("%s: redelivery counter not cleared", self.queue_name)
+        batch = [m for m in messages if not seen.get(keys[id(m)])]
+        if batch:
+            cache.set_many({keys[id(m)]: 1 for m in batch}, timeout=86400)
+            self.consume_valid(batch)
+            cache.delete_many([keys[id(m)] for m in batch])
+        for message in messages:
+            count = seen.get(keys[id(message)])
+            if not count:
+                continue
+            if count + 1 > settings.QUEUE_MAX_REDELIVERIES:
+                message.malformed = (
+                    f"redelivered {count} times while in hand, never settled: it kills the worker that handles it"
+                )
+                cache.delete(keys[id(message)])
+            elif self._stop.is_set():
+                message.deferred = True
+            else:
+                cache.set(keys[id(message)], count + 1, timeout=86400)
+                self.consume_valid([message])
+                cache.delete(keys[id(message)])
+
+    def redelivery_key(self, message: QueueMessage) -> str:
+        return "redelivered:" + hashlib.sha256(self.queue_name.encode() + b"\0" + message.body).hexdigest()
 
     def consume_valid(self, messages: list[QueueMessage]) -> None:
         """:meth:`consume_batch`, outliving a database outage.
