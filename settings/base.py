@@ -176,7 +176,7 @@ REAPER_INTERVAL_SECONDS = env_float("REAPER_INTERVAL_SECONDS", 30.0)
 REAPER_STRANDED_SECONDS = env_float("REAPER_STRANDED_SECONDS", 900.0)
 HEALTH_MAX_UNFINISHED_SECONDS = env_float("HEALTH_MAX_UNFINISHED_SECONDS", 1800.0)
 # A redelivered event that was in hand this many times when its worker died is dead-lettered (it crashes it).
-QUEUE_MAX_REDELIVERIES = env_int("QUEUE_MAX_REDELIVERIES", 3)
+QUEUE_MAX_REDELIVERIES = env_int("QUEUE_MAX_REDELIVERIES", 10)
 # The largest event body published or consumed; a larger one is refused at publish and dead-lettered at consume.
 QUEUE_MAX_MESSAGE_BYTES = env_int("QUEUE_MAX_MESSAGE_BYTES", 1024 * 1024)
 

@@ -107,6 +107,7 @@ def test_database_stopped_mid_stream(api, providers, processes, mariadb, down_se
     assert processes.exited() == []
 
 
+@pytest.mark.timeout(480)  # after each kill the redelivered batch is counted, and some of it sent one by one
 def test_push_worker_killed_mid_batch_ten_times(api, providers, processes):
     kills = 10
     setup_users(api)
