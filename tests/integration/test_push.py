@@ -261,3 +261,27 @@ def test_apns_certificate_auth_delivers(providers, settings):
     assert result.outcome == DELIVERED
     [record] = providers.apns.control.received("notification", token)
     assert record["auth"] == "certificate" and "authorization" not in record["headers"]
+
+
+def test_a_push_refused_by_every_device_is_dead_lettered_and_counted(api, providers, broker):
+    """The push worker's dead_lettered hook runs (it was once a stray function nobody called)."""
+    from workers import metrics
+    from zerver.lib.queue import dlq_name
+
+    token = expo_token(20)
+    register(api, "20", "expo", token)
+    providers.expo.control.add_rule(match=token, error="InvalidCredentials")
+    before = metrics.value("notifications_dead_lettered_total", MOBILE_NOTIFICATIONS_QUEUE, provider="push")
+
+    with push_worker():
+        result = settled(api, push(api, "20"))
+        wait_for(lambda: broker.message_count(dlq_name(MOBILE_NOTIFICATIONS_QUEUE)) == 1, what="the dead letter")
+        wait_for(
+            lambda: (
+                metrics.value("notifications_dead_lettered_total", MOBILE_NOTIFICATIONS_QUEUE, provider="push")
+                == before + 1
+            ),
+            what="the dead-lettered counter",
+        )
+
+    assert result["status"] == "failed" and "InvalidCredentials" in result["error"]
