@@ -331,3 +331,27 @@ def test_a_push_to_a_user_without_devices_fails_with_an_attempt_and_is_counted(a
     assert result["status"] == "failed" and result["error"] == "the user has no active device"
     assert [(a["provider"], a["outcome"]) for a in result["attempts"]] == [("none", "failed")]
     assert failed._value.get() == before + 1
+
+
+def test_a_push_refused_by_every_device_is_dead_lettered_and_counted(api, providers, broker):
+    """The push worker's dead_lettered hook runs (it was once a stray function nobody called)."""
+    from workers import metrics
+    from zerver.lib.queue import dlq_name
+
+    token = expo_token(20)
+    register(api, "20", "expo", token)
+    providers.expo.control.add_rule(match=token, error="InvalidCredentials")
+    before = metrics.value("notifications_dead_lettered_total", MOBILE_NOTIFICATIONS_QUEUE, provider="push")
+
+    with push_worker():
+        result = settled(api, push(api, "20"))
+        wait_for(lambda: broker.message_count(dlq_name(MOBILE_NOTIFICATIONS_QUEUE)) == 1, what="the dead letter")
+        wait_for(
+            lambda: (
+                metrics.value("notifications_dead_lettered_total", MOBILE_NOTIFICATIONS_QUEUE, provider="push")
+                == before + 1
+            ),
+            what="the dead-lettered counter",
+        )
+
+    assert result["status"] == "failed" and "InvalidCredentials" in result["error"]
