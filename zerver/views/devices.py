@@ -58,7 +58,7 @@ def register(request: HttpRequest, payload: DeviceRequest) -> Status[dict[str, A
     return Status(201 if created else 200, serialize(device))
 
 
-@router.delete("/devices/{device_id}", response={200: UnregisteredOut, **ERRORS})
+@router.delete("/devices/{int:device_id}", response={200: UnregisteredOut, **ERRORS})
 def unregister(request: HttpRequest, device_id: int) -> dict[str, Any]:
     """Unregister a device; no push reaches it afterwards. Another client's is a 404."""
     with transaction.atomic():
