@@ -88,3 +88,18 @@ def test_field_errors_join_paths_and_keep_the_rules_words():
         "content": "give either",
         "user_id": "Input should be a valid string",
     }
+
+
+@pytest.mark.parametrize("field", ["push_enabled", "email_enabled", "sms_enabled"])
+def test_null_channel_switch_is_400_not_500(api, field):
+    # Found by scripts/fuzz-api: a null switch reached the NOT NULL column.
+    response = api.put("/api/v1/users/0/settings", data=json.dumps({field: None}), content_type="application/json")
+    assert response.status_code == 400
+    assert set(response.json()["fields"]) == {field}
+
+
+@pytest.mark.parametrize("body", [{"room_id": None}, {"sender_info": {"display_name": None}}])
+def test_null_optional_message_fields_are_400(api, body):
+    message = {"message_id": 1, "sender_id": 2, "recipient_ids": [3], **body}
+    response = api.post("/api/v1/messages", data=json.dumps(message), content_type="application/json")
+    assert response.status_code == 400

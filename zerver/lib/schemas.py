@@ -177,8 +177,8 @@ class SendRequest(Closed):
 
 
 class SenderInfo(Closed):
-    display_name: StrictStr | None = Field(None, max_length=validation.MAX_SUBJECT)
-    username: StrictStr | None = Field(None, max_length=validation.MAX_SUBJECT)
+    display_name: StrictStr = Field(None, max_length=validation.MAX_SUBJECT)  # type: ignore[assignment]
+    username: StrictStr = Field(None, max_length=validation.MAX_SUBJECT)  # type: ignore[assignment]
 
 
 class MessageRequest(Closed):
@@ -189,7 +189,7 @@ class MessageRequest(Closed):
     recipient_ids: list[UserId]
     message_content: StrictStr = Field("", max_length=validation.MAX_CONTENT["push"])
     sender_info: SenderInfo = Field(default_factory=SenderInfo)
-    room_id: AnyId | None = None
+    room_id: AnyId = None  # type: ignore[assignment]
 
     @field_validator("recipient_ids", mode="before")
     @classmethod
@@ -227,9 +227,10 @@ class UserSettingsRequest(Closed):
 
     email: Annotated[StrictStr | None, _contact(_email)] = None
     phone: Annotated[StrictStr | None, _contact(_phone)] = Field(None, description="E.164, e.g. +14155550100")
-    push_enabled: StrictBool | None = None
-    email_enabled: StrictBool | None = None
-    sms_enabled: StrictBool | None = None
+    # Optional but never null (the defaults are not validated; an unset switch is left as it is).
+    push_enabled: StrictBool = None  # type: ignore[assignment]
+    email_enabled: StrictBool = None  # type: ignore[assignment]
+    sms_enabled: StrictBool = None  # type: ignore[assignment]
 
 
 class DeviceRequest(Closed):
