@@ -92,8 +92,7 @@ class Command(BaseCommand):
         }
         bin_dir = Path(sys.executable).parent
         server = subprocess.Popen(
-            [str(bin_dir / "gunicorn"), "zerver.wsgi:application", "--bind", f"127.0.0.1:{port}"]
-            + ["--workers", "2", "--log-level", "warning"],
+            [str(bin_dir / "gunicorn"), "zerver.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
             env=env,
             cwd=settings.BASE_DIR,
         )
