@@ -48,6 +48,17 @@ def _id(value: Any) -> Any:
     return value
 
 
+def one_of(values: list[str]) -> BeforeValidator:
+    """A choice among ``values``, refused naming them all."""
+
+    def check(value: Any) -> Any:
+        if value not in values:
+            raise ValueError(f"must be one of {', '.join(values)}")
+        return value
+
+    return BeforeValidator(check)
+
+
 UserId = Annotated[StrictStr | StrictInt, BeforeValidator(_user_id)]
 """A user id: a string or an integer of at most 64 characters (stored as a string)."""
 AnyId = Annotated[StrictStr | StrictInt, BeforeValidator(_id)]
@@ -79,7 +90,7 @@ class PushContent(Schema):
 class SendRequest(Closed):
     """``POST /api/v1/notifications/send``: give either ``content`` or ``template`` (with ``variables``)."""
 
-    type: Literal["email", "sms", "push"]
+    type: Annotated[Literal["email", "sms", "push"], one_of(NotificationType.values)]
     recipient: StrictStr | StrictInt = Field(
         description="an e-mail address, an E.164 phone number or a user id, by type"
     )
@@ -94,13 +105,6 @@ class SendRequest(Closed):
         le=validation.MAX_TTL_SECONDS,
         description="seconds delivery may take (default per channel)",
     )
-
-    @field_validator("type", mode="before")
-    @classmethod
-    def _type(cls, value: Any) -> Any:
-        if value not in NotificationType.values:
-            raise ValueError(f"must be one of {', '.join(NotificationType.values)}")
-        return value
 
     @field_validator("recipient", mode="before")
     @classmethod
@@ -237,18 +241,11 @@ class DeviceRequest(Closed):
     """``POST /api/v1/devices``: the token is checked against its platform's format."""
 
     user_id: UserId
-    platform: Literal["apns", "fcm", "expo"]
+    platform: Annotated[Literal["apns", "fcm", "expo"], one_of(Platform.values)]
     token: StrictStr
     app_id: StrictStr = Field(
         min_length=1, max_length=255, description="the APNs topic (bundle id), or the FCM or Expo project"
     )
-
-    @field_validator("platform", mode="before")
-    @classmethod
-    def _platform(cls, value: Any) -> Any:
-        if value not in Platform.values:
-            raise ValueError(f"must be one of {', '.join(Platform.values)}")
-        return value
 
     @field_validator("token", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from argparse import ArgumentParser
 from pathlib import Path
@@ -116,7 +117,10 @@ class Command(BaseCommand):
             ]
             if options["seed"] is not None:
                 command += ["--seed", str(options["seed"])]
-            run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
+            with tempfile.TemporaryDirectory() as scratch:  # schemathesis' example cache stays out of the checkout
+                run = subprocess.run(
+                    command, capture_output=True, text=True, cwd=scratch, env={**os.environ, "NO_COLOR": "1"}
+                )
             output = run.stdout + run.stderr
             self.stdout.write(output.replace(key, "<api key>"))
             generated = sum(int(n) for n in GENERATED.findall(output.partition("SUMMARY")[2] or output)[:1])
