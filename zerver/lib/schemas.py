@@ -14,6 +14,7 @@ object: one entry per bad field, by its dotted path.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
@@ -346,7 +347,7 @@ _LOCATIONS = {"body", "query", "path", "header", "cookie"}
 _MESSAGES = {"missing": "is required", "extra_forbidden": "unknown field"}
 
 
-def field_errors(errors: list[dict[str, Any]], body_params: set[str] = frozenset({"payload"})) -> dict[str, str]:
+def field_errors(errors: list[dict[str, Any]], body_params: Collection[str] = ("payload",)) -> dict[str, str]:
     """The API's ``fields`` object for pydantic's ``errors``: the first message for each dotted field path.
 
     ``body_params`` are the views' body parameter names, dropped from paths.
