@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from zerver.views import devices, messages, notifications, ops
+from zerver.views import ops
+from zerver.views.api import api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -10,12 +11,7 @@ urlpatterns = [
     path("health/live", ops.live),
     path("metrics", ops.prometheus_metrics, name="prometheus-django-metrics"),
     path("", include("bouncer.urls")),
-    path("api/v1/notifications/send", notifications.send),
-    path("api/v1/notifications/<str:notification_id>/status", notifications.status),
-    path("api/v1/messages", messages.new_message),
-    path("api/v1/devices", devices.devices),
-    path("api/v1/devices/<int:device_id>", devices.device),
-    path("api/v1/users/<str:user_id>/settings", messages.user_settings),
+    path("api/v1/", api.urls),
 ]
 
 handler400 = "zerver.middleware.bad_request"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
+from django.http import HttpRequest, JsonResponse
+from ninja.parser import Parser
+from ninja.security import HttpBearer
 
 from zerver.lib import ratelimit
 from zerver.models import ApiClient
@@ -100,31 +99,30 @@ def string_error(text: str) -> str | None:
     return None
 
 
-ApiView = Callable[..., HttpResponse]
+class BearerKey(HttpBearer):
+    """ninja's ``auth`` for every API operation: the client of an ``Authorization: Bearer <key>`` header.
 
-
-def api_view(*methods: str) -> Callable[[ApiView], ApiView]:
-    """An authenticated, rate-limited JSON endpoint: the view is called as ``view(request, client, **kwargs)``.
-
-    An address that has presented too many wrong keys lately is refused (429) before its key is looked at.
+    An address that has presented too many wrong keys lately is refused (429) before its key is looked at;
+    a known client over its request rate is refused (429) too. It raises, never returns None: the
+    exception handlers of :func:`zerver.views.api.build_api` answer.
     """
 
-    def decorate(view: ApiView) -> ApiView:
-        @csrf_exempt
-        @functools.wraps(view)
-        def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse:
-            try:
-                ratelimit.check_auth_failure(ratelimit.source_address(request))
-                client = authenticate(request)
-                ratelimit.check_client_request(client)
-                if request.method not in methods:
-                    raise ApiError(405, f"use {' or '.join(methods)}")
-                return view(request, client, **kwargs)
-            except ApiError as e:
-                return e.response()
-            except ratelimit.RateLimited as e:
-                return ratelimit.rate_limited_response(e)
+    def __call__(self, request: HttpRequest) -> ApiClient:
+        ratelimit.check_auth_failure(ratelimit.source_address(request))
+        client = authenticate(request)
+        ratelimit.check_client_request(client)
+        return client
 
-        return wrapper
+    def authenticate(self, request: HttpRequest, token: str) -> ApiClient | None:
+        """Unused: ``__call__`` reads the header itself (HttpBearer requires the method)."""
+        return None
 
-    return decorate
+
+class JsonBodyParser(Parser):
+    """ninja's body parser: :func:`json_body`, so depth, surrogates and NUL are refused naming each field.
+
+    ninja wraps a parser's exception in an ``HttpError``; the ApiError stays its ``__cause__``.
+    """
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        return json_body(request)

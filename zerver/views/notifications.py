@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest
+from ninja import Router, Status
 
 from zerver.actions.notifications import client_notification, send_notification
-from zerver.lib.api import api_view, json_body
-from zerver.lib.validation import validate_send
-from zerver.models import ApiClient, Notification
+from zerver.lib.schemas import ERRORS, SendOut, SendRequest, StatusOut
+from zerver.models import Notification
+
+router = Router(tags=["notifications"])
 
 
 def serialize(notification: Notification, with_attempts: bool = False) -> dict[str, Any]:
@@ -38,14 +40,14 @@ def serialize(notification: Notification, with_attempts: bool = False) -> dict[s
     return data
 
 
-@api_view("POST")
-def send(request: HttpRequest, client: ApiClient) -> JsonResponse:
-    """``POST /api/v1/notifications/send``: 202 with the id; a repeated idempotency key gives the first."""
-    notification, created = send_notification(client, validate_send(json_body(request)))
-    return JsonResponse({**serialize(notification), "duplicate": not created}, status=202 if created else 200)
+@router.post("/notifications/send", response={200: SendOut, 202: SendOut, **ERRORS})
+def send(request: HttpRequest, payload: SendRequest) -> Status[dict[str, Any]]:
+    """Accept a notification: 202 with the id; a repeated idempotency key gives the first (200)."""
+    notification, created = send_notification(request.auth, payload.cleaned())
+    return Status(202 if created else 200, {**serialize(notification), "duplicate": not created})
 
 
-@api_view("GET")
-def status(request: HttpRequest, client: ApiClient, notification_id: str) -> JsonResponse:
-    """``GET /api/v1/notifications/<id>/status``: status, timestamps and every attempt."""
-    return JsonResponse(serialize(client_notification(client, notification_id), with_attempts=True))
+@router.get("/notifications/{notification_id}/status", response={200: StatusOut, **ERRORS})
+def status(request: HttpRequest, notification_id: str) -> dict[str, Any]:
+    """A notification's status, timestamps and every attempt; another client's is a 404."""
+    return serialize(client_notification(request.auth, notification_id), with_attempts=True)
