@@ -31,6 +31,7 @@ from workers.base import InvalidEvent, LoopQueueProcessingWorker, RetryLater, as
 from workers.delivery import give_up_on_event, parse_id
 from zerver.actions.devices import REGISTER, UNREGISTER
 from zerver.lib.delivery import claim, expire, past_deadline
+from zerver.lib.masking import scrub
 from zerver.lib.push.bouncer_client import PushNotificationBouncerError, send_to_push_bouncer
 from zerver.lib.push.common import DELIVERED, EXPIRED, FAILED, RETRY
 from zerver.lib.queue import MOBILE_NOTIFICATIONS_QUEUE, QueueMessage
@@ -209,12 +210,13 @@ class PushNotificationsWorker(LoopQueueProcessingWorker):
 
     def record_bouncer_failure(self, notifications: list[Notification], error: Exception) -> None:
         transient = isinstance(error, RetryLater)
+        reason = scrub(str(error))  # a remote bouncer's answer is text from elsewhere
         outcome = Attempt.Outcome.RETRY if transient else Attempt.Outcome.FAILED
         Attempt.objects.bulk_create(
-            [Attempt(notification=n, provider="bouncer", outcome=outcome, error=str(error)) for n in notifications]
+            [Attempt(notification=n, provider="bouncer", outcome=outcome, error=reason) for n in notifications]
         )
         Notification.bulk_transition(
-            [n.pk for n in notifications], Status.RETRYING if transient else Status.FAILED, error=str(error)
+            [n.pk for n in notifications], Status.RETRYING if transient else Status.FAILED, error=reason
         )
 
     def record(

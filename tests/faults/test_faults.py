@@ -225,3 +225,31 @@ def test_bouncer_down_for_120_seconds(api, providers, processes):
     assert set(ids) <= set(got)
     assert sum(n - 1 for n in got.values()) <= IN_FLIGHT_BOUND
     assert processes.exited() == []
+
+
+def test_poison_events_in_mixed_batches_fail_alone(api, providers, processes, broker):
+    from zerver.lib.queue import dlq_name
+
+    setup_users(api)
+    processes.worker(MOBILE_NOTIFICATIONS_QUEUE)
+    processes.relay()
+    poison = [
+        b"\xff\xfe not utf-8",
+        b"[1, 2, 3]",
+        b'{"user_id": "1", "notification_id": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"type": "register_push_device_to_bouncer", "user_id": "1", "device_id": "not-a-number"}',
+        b'{"type": "teleport", "user_id": "1"}',
+    ]
+    ids = []
+    for body in poison:  # each poison event between pushes, so it lands inside a batch of good ones
+        ids += send_pushes(api, 20)
+        broker.publish_raw([(MOBILE_NOTIFICATIONS_QUEUE, body, {})])
+    ids += send_pushes(api, 20)
+
+    assert wait_final(ids, timeout=120) == {"sent": len(ids)}
+    wait_for(lambda: broker.message_count(dlq_name(MOBILE_NOTIFICATIONS_QUEUE)) == len(poison), what="the poison")
+    dead = sorted(m.body for m in broker.peek(dlq_name(MOBILE_NOTIFICATIONS_QUEUE), 20))
+    assert dead == sorted(poison)  # the DLQ holds the poison events, and only them
+    got = expo_deliveries(providers)
+    assert set(ids) <= set(got) and max(got.values()) == 1
+    assert processes.exited() == []

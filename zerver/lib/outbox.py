@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.utils import timezone
 
+from zerver.lib.masking import scrub
 from zerver.lib.queue import QueueUnavailable, encode, queue_json_publish_many
 from zerver.models import OutboxEvent
 
@@ -84,7 +85,7 @@ def relay_once(batch_size: int = 1000, min_age_seconds: float = 1.0) -> int:
         try:
             return publish(rows)
         except QueueUnavailable as e:
-            OutboxEvent.objects.filter(pk__in=[r.pk for r in rows]).update(last_error=str(e)[:1000])
+            OutboxEvent.objects.filter(pk__in=[r.pk for r in rows]).update(last_error=scrub(str(e))[:1000])
             raise
 
 
